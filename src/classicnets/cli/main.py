@@ -1,0 +1,50 @@
+"""``classicnets`` entry point: builds the parser from the subcommand modules.
+
+Each name in :data:`COMMANDS` is a module of this package with two functions:
+``add_parser(subparsers)``, which registers the subcommand and its flags, and
+``run(args) -> int``. Modules import torch and the library inside ``run`` so that
+``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import UserError
+
+COMMANDS = ("models", "summary", "port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="classicnets",
+        description="VGG and GoogLeNet rebuilt from their papers: inspect, train, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"classicnets {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except UserError as error:
+        print(f"classicnets {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"classicnets {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
