@@ -1,0 +1,69 @@
+"""``classicnets summary MODEL``: per-layer or per-block table with totals, or with
+``--paper`` the paper's own table beside the figures computed from our model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+from .common import positive_int
+
+DEFAULTS = {"input_size": 224, "in_chans": 3, "num_classes": 1000, "batch_size": 1}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "summary",
+        help="layer table with output shapes, parameters, multiply-adds and memory",
+        description="Summarise a model: every layer (or block) with its output shape, parameters "
+                    "and multiply-adds, then the totals: parameters, multiply-adds, parameter "
+                    "memory, activation memory and the memory autograd saves for backward. "
+                    "Measured from the model on the meta device, where nothing is allocated. "
+                    "With --paper, print the paper's table (VGG Table 2, GoogLeNet Table 1) "
+                    "beside the same figures computed from our model.",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="a registered model (see 'classicnets models'); with --paper also the family 'vgg'")
+    p.add_argument("--input-size", type=positive_int, default=None,
+                   help="height and width of the square input (default: 224)")
+    p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: 3)")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="output classes (default: 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per batch; MACs and memory are for the whole batch (default: 1)")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--layers", dest="view", action="store_const", const="layers",
+                      help="one row per layer (the default)")
+    view.add_argument("--blocks", dest="view", action="store_const", const="blocks",
+                      help="one row per block: VGG stages, GoogLeNet stem, inception modules, heads")
+    view.add_argument("--paper", dest="view", action="store_const", const="paper",
+                      help="the paper's table beside ours, at 224x224, 3 channels, 1000 classes")
+    p.set_defaults(run=run, view="layers")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.view == "paper":
+        from ..analysis.paper_tables import paper_table
+
+        _reject_setting_flags(args)
+        print(paper_table(args.model))
+        return 0
+
+    import torch
+
+    from ..analysis.summary import format_summary, summarize
+    from ..models import create_model
+
+    setting = {key: default if getattr(args, key) is None else getattr(args, key)
+               for key, default in DEFAULTS.items()}
+    with torch.device("meta"):  # shapes and counts only: nothing is allocated
+        model = create_model(args.model, num_classes=setting["num_classes"], in_chans=setting["in_chans"])
+    summary = summarize(model, setting["input_size"], setting["in_chans"], setting["batch_size"], name=args.model)
+    print(format_summary(summary, view=args.view))
+    return 0
+
+
+def _reject_setting_flags(args: argparse.Namespace) -> None:
+    given = [f"--{key.replace('_', '-')}" for key in DEFAULTS if getattr(args, key) is not None]
+    if given:
+        raise UserError(f"--paper compares at the papers' setting (224x224, 3 channels, 1000 classes, "
+                        f"batch 1), so {', '.join(given)} cannot be used with it.")
