@@ -1,0 +1,55 @@
+"""``classicnets port``: torchvision's ImageNet weights as a classicnets safetensors file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import positive_int
+
+DESCRIPTION = """\
+Convert torchvision's ImageNet weights into one of our models and write its state dict
+as safetensors, with the metadata (model, num_classes, in_chans) needed to rebuild it.
+The weights are downloaded into TORCH_HOME/hub/checkpoints on first use; --from-file
+converts a torchvision state dict (.pth) that is already on disk instead.
+Models with torchvision weights: vgg11, vgg13, vgg16, vgg19, their _bn variants and
+googlenet_tv. A different --num-classes keeps all but the classifier, which starts
+fresh; a different --in-chans adapts the first convolution (1 channel: the sum of the
+RGB filters, so a grey image gives the activations of its RGB copy)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "port",
+        help="convert torchvision's ImageNet weights into our models",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="vgg11, vgg13, vgg16, vgg19, vgg11_bn ... vgg19_bn, or googlenet_tv")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="where to write the weights (.safetensors)")
+    p.add_argument("--from-file", type=Path, metavar="PTH",
+                   help="convert this torchvision state dict instead of downloading")
+    p.add_argument("--num-classes", type=positive_int, metavar="N",
+                   help="classes of the new model (default: as the source, 1000 for ImageNet)")
+    p.add_argument("--in-chans", type=positive_int, metavar="C",
+                   help="input channels of the new model (default: as the source, 3)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import get_model_entry
+    from ..models.porting import (download_torchvision_state_dict, load_torchvision_file,
+                                  port_report, port_torchvision_state_dict, save_ported_weights,
+                                  torchvision_weights_name)
+
+    entry = get_model_entry(args.model)
+    torchvision_weights_name(entry.name)  # fail on unsupported models before reading anything
+    if args.from_file is not None:
+        state_dict = load_torchvision_file(args.from_file)
+    else:
+        state_dict = download_torchvision_state_dict(entry.name)
+    model = port_torchvision_state_dict(entry, state_dict, num_classes=args.num_classes, in_chans=args.in_chans)
+    path = save_ported_weights(model, args.out)
+    print(f"wrote {path}: {port_report(model).summary()}")
+    return 0

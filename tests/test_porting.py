@@ -1,0 +1,385 @@
+"""Weight porting from torchvision: every supported network computes what torchvision's
+computes with the same weights, conversions round-trip, failures are one-sentence errors."""
+
+import functools
+import json
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+from safetensors import safe_open
+from torch import nn
+
+from classicnets import UserError, create_model
+from classicnets.cli.main import main
+from classicnets.models import GoogLeNetOutput, porting
+from classicnets.models.porting import (adapt_first_conv, build_pretrained, load_ported_weights,
+                                        ours_to_torchvision, port_report, port_torchvision_state_dict,
+                                        save_ported_weights, torchvision_to_ours)
+from classicnets.models.registry import get_model_entry
+
+TOLERANCE = 1e-5
+
+
+def randomise_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random affine parameters and running statistics, so eval-mode BN is not the identity."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model
+
+
+@functools.lru_cache(maxsize=1)
+def random_googlenet_state() -> dict[str, torch.Tensor]:
+    """Random weights for torchvision's GoogLeNet with aux heads, built once per session."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+        # torchvision's std-0.01 init lets the signal die out over 22 layers: the logits
+        # would be the same for every input and could not tell a wrong port from a right one.
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return randomise_batch_norm(model).state_dict()
+
+
+def torchvision_model(name: str, **kwargs) -> nn.Module:
+    """torchvision's network with random weights (and random batch-norm statistics)."""
+    if name != "googlenet_tv":
+        return randomise_batch_norm(getattr(torchvision.models, name)(weights=None, **kwargs))
+    kwargs = {"aux_logits": True, **kwargs}
+    model = torchvision.models.googlenet(weights=None, init_weights=False, **kwargs)
+    state = random_googlenet_state()
+    model.load_state_dict({k: v for k, v in state.items() if kwargs["aux_logits"] or not k.startswith("aux")})
+    return model
+
+
+def ported(name: str, tv_model: nn.Module, **kwargs) -> nn.Module:
+    """Our model loaded with tv_model's weights through the converter (strict load)."""
+    model = create_model(name, num_classes=kwargs.pop("num_classes", 1000), init_weights=False, **kwargs)
+    model.load_state_dict(torchvision_to_ours(name, tv_model.state_dict()))
+    return model
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+def assert_depends_on_input(logits: torch.Tensor) -> None:
+    """Two different images must give different logits, or matching outputs prove nothing."""
+    assert max_abs_diff(logits[0], logits[1]) > 1e-3
+
+
+@pytest.mark.parametrize("name,size", [
+    ("vgg11", 64), ("vgg13", 64), ("vgg16", 224), ("vgg19", 64), ("vgg11_bn", 64), ("vgg16_bn", 64),
+])
+def test_vgg_matches_torchvision(name, size):
+    torch.manual_seed(0)
+    tv = torchvision_model(name).eval()
+    ours = ported(name, tv).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected, got = tv(x), ours(x)
+    assert got.shape == (2, 1000)
+    assert_depends_on_input(expected)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_googlenet_tv_matches_torchvision_in_eval_mode(size):
+    torch.manual_seed(0)
+    tv = torchvision_model("googlenet_tv").eval()
+    ours = ported("googlenet_tv", tv).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected, got = tv(x), ours(x)
+    assert isinstance(got, torch.Tensor) and got.shape == (2, 1000)
+    assert_depends_on_input(expected)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+def test_googlenet_tv_aux_heads_match_torchvision_in_train_mode():
+    torch.manual_seed(0)
+    tv = torchvision_model("googlenet_tv").train()
+    ours = ported("googlenet_tv", tv).train()
+    x = torch.randn(2, 3, 64, 64)
+    outputs = []
+    for model in (tv, ours):
+        torch.manual_seed(1)  # the same dropout masks: both draw them in the same order
+        with torch.no_grad():
+            outputs.append(model(x))
+    expected, got = outputs
+    assert isinstance(got, GoogLeNetOutput)
+    for ours_out, tv_out in zip((got.logits, got.aux1, got.aux2), (expected.logits, expected.aux_logits1,
+                                                                   expected.aux_logits2)):
+        assert ours_out.shape == (2, 1000)
+        assert_depends_on_input(tv_out)
+        assert max_abs_diff(ours_out, tv_out) <= TOLERANCE
+
+
+def test_googlenet_tv_transform_input_matches_torchvision():
+    torch.manual_seed(0)
+    tv = torchvision_model("googlenet_tv", transform_input=True).eval()
+    ours = ported("googlenet_tv", tv, transform_input=True).eval()
+    plain = ported("googlenet_tv", tv, transform_input=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = tv(x), ours(x)
+        assert max_abs_diff(plain(x), expected) > 1e-3  # the transform does change the result
+    assert_depends_on_input(expected)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["vgg11_bn", "googlenet_tv"])
+def test_round_trip_ours_to_torchvision_to_ours(name):
+    with torch.device("meta"):  # names and shapes only
+        tv = (torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+              if name == "googlenet_tv" else torchvision.models.vgg11_bn())
+    ours = {k: torch.randn(v.shape) if v.dim() else torch.tensor(7)
+            for k, v in torchvision_to_ours(name, tv.state_dict()).items()}
+    tv_layout = ours_to_torchvision(name, ours)
+    assert set(tv_layout) == set(tv.state_dict())  # torchvision's own names, every one
+    back = torchvision_to_ours(name, tv_layout)
+    assert list(back) == list(ours)
+    assert all(torch.equal(back[k], ours[k]) for k in ours)
+
+
+def test_googlenet_tv_rename_table():
+    sd = {k: torch.empty(0) for k in ["conv2.conv.weight", "conv3.bn.bias", "inception4a.branch1.conv.weight",
+                                      "inception4a.branch2.1.bn.running_var", "inception5b.branch3.0.conv.weight",
+                                      "inception3a.branch4.1.conv.weight", "aux1.fc2.bias", "conv1.conv.weight"]}
+    renamed = porting._rename("googlenet_tv", sd, to_ours=True)
+    assert list(renamed) == ["conv2_reduce.conv.weight", "conv2.bn.bias", "inception4a.branch1x1.conv.weight",
+                             "inception4a.branch3x3.1.bn.running_var", "inception5b.branch5x5.0.conv.weight",
+                             "inception3a.branch_pool.1.conv.weight", "aux1.fc2.bias", "conv1.conv.weight"]
+    assert list(porting._rename("googlenet_tv", renamed, to_ours=False)) == list(sd)
+
+
+def test_mismatched_state_dict_names_the_misfits():
+    with torch.device("meta"):
+        sd = torchvision.models.vgg11().state_dict()
+    with pytest.raises(UserError, match="does not fit vgg13: missing features.2.weight"):
+        torchvision_to_ours("vgg13", sd)  # vgg11 weights for vgg13
+    sd = dict(sd)
+    sd["features.3.weight"] = torch.empty(128, 64, 5, 5, device="meta")
+    del sd["classifier.0.bias"]
+    sd["extra.weight"] = torch.empty(1, device="meta")
+    with pytest.raises(UserError) as info:
+        torchvision_to_ours("vgg11", sd)
+    message = str(info.value)
+    assert "missing classifier.0.bias" in message and "unexpected extra.weight" in message
+    assert "features.3.weight (got [128, 64, 5, 5], expected [128, 64, 3, 3])" in message
+    assert message.count(".") and "\n" not in message
+    with pytest.raises(UserError, match="the source is not a state dict"):
+        torchvision_to_ours("vgg11", {"features.0.weight": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("name,match", [
+    ("vgg11_lrn", "torchvision has no weights for vgg11_lrn; the models that have them are vgg11, vgg13"),
+    ("vgg16_c", "torchvision has no weights for vgg16_c;"),
+    ("vgg16_c_bn", "torchvision has no weights for vgg16_c_bn;"),
+    ("googlenet_paper", "googlenet_tv"),
+    ("googlenet", "true 5x5 kernels .* use googlenet_tv"),
+])
+def test_models_without_torchvision_weights_are_refused(name, match, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("an unsupported model must fail before any download")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    with pytest.raises(UserError, match=match):
+        create_model(name, pretrained="torchvision")
+    with pytest.raises(UserError, match=match):
+        torchvision_to_ours(name, {})
+
+
+def offline(*args, **kwargs):
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def test_offline_download_is_one_sentence_user_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError) as info:
+        create_model("vgg16", pretrained="torchvision")
+    message = str(info.value)
+    assert message.startswith("could not download torchvision's vgg16 ImageNet weights "
+                              "([Errno -3] Temporary failure in name resolution)")
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in message
+    assert message.endswith(".") and message.count(". ") == 0 and "\n" not in message
+
+
+def test_hash_mismatch_and_damaged_cache_are_user_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def bad_hash(*args, **kwargs):
+        raise RuntimeError('invalid hash value (expected "8a7f2d6b", got "0000")')
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", bad_hash)
+    with pytest.raises(UserError, match="could not download .*invalid hash value"):
+        porting.download_torchvision_state_dict("googlenet_tv")
+    cached = tmp_path / "hub" / "checkpoints" / "googlenet-1378be20.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a checkpoint")
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # the real loader reads the damaged file
+    with pytest.raises(UserError, match=f"could not read .* from {cached} .*delete the file"):
+        porting.download_torchvision_state_dict("googlenet_tv")
+
+
+def test_cli_port_offline_exits_2_without_traceback(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    out = tmp_path / "vgg16.safetensors"
+    assert main(["port", "vgg16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("classicnets port: error: could not download torchvision's vgg16 ImageNet weights")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_port_unsupported_model_exits_2(tmp_path, capsys):
+    assert main(["port", "googlenet_paper", "--out", str(tmp_path / "w.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "torchvision has no weights for googlenet_paper" in err and "Traceback" not in err
+
+
+def test_cli_port_missing_source_file_exits_2(tmp_path, capsys):
+    assert main(["port", "vgg11", "--from-file", str(tmp_path / "absent.pth"),
+                 "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    assert main(["port", "vgg11", "--from-file", str(bad), "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "could not read" in capsys.readouterr().err
+
+
+def test_cli_port_from_file_end_to_end(tmp_path, capsys):
+    torch.manual_seed(0)
+    tv = torchvision_model("googlenet_tv", transform_input=True).eval()
+    source = tmp_path / "tv_googlenet.pth"
+    torch.save(tv.state_dict(), source)
+    out = tmp_path / "googlenet_tv.safetensors"
+    assert main(["port", "googlenet_tv", "--from-file", str(source), "--out", str(out)]) == 0
+    assert f"wrote {out}: googlenet_tv: 1000 classes, 3 input channels; 364 tensors loaded" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temp file left
+
+    with safe_open(str(out), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["model"] == "googlenet_tv" and metadata["source"] == "torchvision"
+    assert (metadata["num_classes"], metadata["in_chans"]) == ("1000", "3")
+    assert json.loads(metadata["model_kwargs"]) == {"aux_logits": True, "transform_input": True}
+
+    ours = load_ported_weights(out).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = tv(x)
+        assert_depends_on_input(expected)
+        assert max_abs_diff(ours(x), expected) <= TOLERANCE
+
+
+def test_cli_port_from_file_with_new_head_and_grey_input(tmp_path, capsys):
+    torch.manual_seed(0)
+    tv = torchvision_model("googlenet_tv")
+    source = tmp_path / "tv.pth"
+    torch.save(tv.state_dict(), source)
+    out = tmp_path / "grey10.safetensors"
+    args = ["port", "googlenet_tv", "--from-file", str(source), "--out", str(out), "--num-classes", "10",
+            "--in-chans", "1"]
+    assert main(args) == 0
+    assert "10 classes, 1 input channel; 357 tensors loaded, 1 adapted, 6 new" in capsys.readouterr().out
+    model = load_ported_weights(out)
+    assert model.conv1.conv.weight.shape == (64, 1, 7, 7) and model.fc.weight.shape == (10, 1024)
+    assert not model.transform_input  # the RGB re-normalisation cannot apply to one channel
+
+
+def test_head_replacement_keeps_everything_but_the_classifier(monkeypatch):
+    torch.manual_seed(0)
+    tv_state = torchvision_model("vgg11").state_dict()
+    monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: tv_state)
+    model = create_model("vgg11", num_classes=10, pretrained="torchvision")
+    report = port_report(model)
+    assert report.new == ("classifier.6.weight", "classifier.6.bias")
+    assert report.adapted == () and report.dropped == ()
+    state = model.state_dict()
+    assert set(report.loaded) == set(state) - set(report.new)
+    assert all(torch.equal(state[k], tv_state[k]) for k in report.loaded)
+    assert state["classifier.6.weight"].shape == (10, 4096)
+    assert state["classifier.6.weight"].std() > 0  # freshly initialised, not zeros
+
+
+def test_googlenet_new_head_replaces_aux_classifiers_too(monkeypatch):
+    torch.manual_seed(0)
+    tv_state = torchvision_model("googlenet_tv").state_dict()
+    monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: tv_state)
+    model = create_model("googlenet_tv", num_classes=10, pretrained="torchvision")
+    assert set(port_report(model).new) == {f"{m}.{p}" for m in ("fc", "aux1.fc2", "aux2.fc2")
+                                           for p in ("weight", "bias")}
+    assert model.transform_input  # as torchvision sets for its ImageNet weights
+    no_aux = build_pretrained(get_model_entry("googlenet_tv"), aux_logits=False)
+    assert len(port_report(no_aux).dropped) == 20 and no_aux.aux1 is None
+    state = no_aux.state_dict()
+    assert torch.equal(state["conv2_reduce.conv.weight"], tv_state["conv2.conv.weight"])
+    assert torch.equal(state["conv2.bn.running_var"], tv_state["conv3.bn.running_var"])
+    assert torch.equal(state["inception4e.branch_pool.1.conv.weight"], tv_state["inception4e.branch4.1.conv.weight"])
+
+
+@pytest.mark.parametrize("in_chans", [1, 4])
+def test_first_conv_adaptation_keeps_activations_on_channel_equal_input(in_chans, monkeypatch):
+    torch.manual_seed(0)
+    tv_state = torchvision_model("googlenet_tv").state_dict()
+    monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: tv_state)
+    rgb = create_model("googlenet_tv", pretrained="torchvision", transform_input=False).eval()
+    adapted = create_model("googlenet_tv", in_chans=in_chans, pretrained="torchvision").eval()
+    assert port_report(adapted).adapted == ("conv1.conv.weight",)
+    grey = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = rgb(grey.expand(-1, 3, -1, -1))
+        assert_depends_on_input(expected)
+        got = adapted(grey.expand(-1, in_chans, -1, -1))
+    # The adapted conv adds the filter taps in another order, so rounding differs slightly
+    # (logits here are ~5); a wrong adaptation rule would be off by whole units.
+    assert max_abs_diff(got, expected) <= 1e-4
+
+
+def test_adapt_first_conv_rule():
+    weight = torch.randn(8, 3, 3, 3)
+    assert torch.allclose(adapt_first_conv(weight, 1), weight.sum(dim=1, keepdim=True))
+    two = adapt_first_conv(weight, 2)
+    assert two.shape == (8, 2, 3, 3)
+    assert torch.allclose(two[:, 0], weight.mean(dim=1) * 3 / 2) and torch.equal(two[:, 0], two[:, 1])
+
+
+def test_port_report_and_save_need_a_ported_model(tmp_path):
+    with torch.device("meta"):
+        model = create_model("googlenet_tv")
+    with pytest.raises(UserError, match="no port report"):
+        port_report(model)
+    with pytest.raises(UserError, match="no port report"):
+        save_ported_weights(model, tmp_path / "w.safetensors")
+
+
+def test_save_refuses_missing_folder_and_load_refuses_foreign_files(tmp_path):
+    torch.manual_seed(0)
+    model = port_torchvision_state_dict("googlenet_tv", torchvision_model("googlenet_tv", aux_logits=False)
+                                        .state_dict())
+    assert port_report(model).model_kwargs == {"aux_logits": False, "transform_input": True}
+    with pytest.raises(UserError, match="does not exist"):
+        save_ported_weights(model, tmp_path / "absent" / "w.safetensors")
+    with pytest.raises(UserError, match="is a folder"):
+        save_ported_weights(model, tmp_path)
+    foreign = tmp_path / "foreign.safetensors"
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(1)}, str(foreign))
+    with pytest.raises(UserError, match="no classicnets model metadata"):
+        load_ported_weights(foreign)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 3)
+    with pytest.raises(UserError, match="could not read"):
+        load_ported_weights(garbage)
