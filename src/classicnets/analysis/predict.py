@@ -1,0 +1,129 @@
+"""Classify image files with a trained network, the way the run saw its images.
+
+Preprocessing comes from the run's metadata: the shorter side scaled to
+``image_size`` and the centre square cut (what evaluation and the photo cache do),
+grey conversion for 1-channel networks, then the run's mean and std. A file that
+cannot be read becomes a :class:`Prediction` with an ``error``; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..data.image_io import BadImageError, is_image_file, load_rgb, resize_center_crop
+from ..errors import UserError
+from .cam import grad_cam, save_overlay
+
+LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, int, float]] = field(default_factory=list)  # (class name, index, probability)
+    error: str | None = None
+    cam: str | None = None  # the Grad-CAM overlay written for this image
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        record: dict[str, Any] = {"path": self.path, "predictions": [
+            {"class": name, "index": index, "probability": probability} for name, index, probability in self.top]}
+        if self.cam is not None:
+            record["cam"] = self.cam
+        return record
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"{self.path}: error: {self.error}"
+        guesses = ", ".join(f"{name} {probability:.1%}" for name, _, probability in self.top)
+        return f"{self.path}: {guesses}" + (f"  [CAM {self.cam}]" if self.cam else "")
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given (whatever their extension), folders as their image files, recursively and sorted."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                raise UserError(f"folder {item} has no image files.")
+            files += found
+        else:
+            files.append(item)  # a missing file is reported with the predictions
+    return files
+
+
+def preprocess(image: torch.Tensor, metadata: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB ``[3, H, W]`` -> (normalised model input ``[1, C, S, S]``, uint8 view ``[C, S, S]``)."""
+    view = resize_center_crop(image, int(metadata["image_size"]))
+    if int(metadata["in_chans"]) == 1:
+        grey = (view.float() * LUMA.view(3, 1, 1)).sum(0, keepdim=True)
+        view = grey.round().clamp(0, 255).to(torch.uint8)
+    mean = torch.tensor(metadata["mean"], dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(metadata["std"], dtype=torch.float32).view(-1, 1, 1)
+    return ((view.float() / 255 - mean) / std)[None], view
+
+
+def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequence[Path], *, topk: int = 3,
+                   cam_dir: Path | None = None, batch_size: int = 16,
+                   device: torch.device | str = "cpu") -> Iterator[Prediction]:
+    """Top-``topk`` classes of every file, in order; with ``cam_dir`` also a Grad-CAM PNG each.
+
+    ``model`` and ``metadata`` are what :func:`classicnets.engine.load_run` returns.
+    """
+    if topk < 1:
+        raise UserError(f"topk must be at least 1, got {topk}.")
+    model = model.to(device).eval()
+    class_names = list(metadata["class_names"])
+    topk = min(topk, len(class_names))
+    cam_names: set[str] = set()
+    for start in range(0, len(paths), batch_size):
+        batch = [_read(path, metadata) for path in paths[start:start + batch_size]]
+        readable = [item for item in batch if item[1] is not None]
+        probabilities = iter(())
+        if readable:
+            inputs = torch.cat([x for _, x, _ in readable]).to(device)
+            with torch.no_grad():
+                probabilities = iter(torch.softmax(model(inputs).float(), dim=1).cpu())
+        for path, x, view in batch:
+            if x is None:
+                yield Prediction(str(path), error=view)
+                continue
+            values, indices = next(probabilities).topk(topk)
+            top = [(class_names[i], i, float(p)) for p, i in zip(values.tolist(), indices.tolist())]
+            prediction = Prediction(str(path), top)
+            if cam_dir is not None:
+                target = cam_dir / _unique_name(path, cam_names)
+                save_overlay(target, view, grad_cam(model, x.to(device), top[0][1]))
+                prediction.cam = str(target)
+            yield prediction
+
+
+def _read(path: Path, metadata: Mapping[str, Any]) -> tuple[Path, torch.Tensor | None, Any]:
+    """(path, model input, uint8 view), or (path, None, why it failed)."""
+    if not path.exists():
+        return path, None, "no such file"
+    if path.is_dir():
+        return path, None, "is a folder"
+    try:
+        x, view = preprocess(load_rgb(path), metadata)
+    except BadImageError as error:
+        return path, None, str(error)
+    return path, x, view
+
+
+def _unique_name(path: Path, used: set[str]) -> str:
+    name = f"{path.stem}_cam.png"
+    counter = 2
+    while name in used:  # two inputs with the same stem from different folders
+        name = f"{path.stem}_cam-{counter}.png"
+        counter += 1
+    used.add(name)
+    return name

@@ -1,0 +1,68 @@
+"""``classicnets predict``: classify image files with a trained run."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_int
+
+EPILOG = """\
+SOURCE is a run directory (its best.safetensors) or a .safetensors file written by
+classicnets train; its metadata gives the classes and the preprocessing (shorter side
+scaled to the run's image size, centre square, the run's mean and std). IMAGE may be a
+file (JPEG, PNG including grey, RGBA and 16-bit, WebP, ...; EXIF orientation honoured) or
+a folder, read recursively.
+
+--json prints one JSON object per image: {"path", "predictions": [{"class", "index",
+"probability"}], "cam"} or {"path", "error"}.
+
+exit status: 0 every image classified; 2 bad input (missing or unreadable SOURCE) or
+some images could not be read: those are reported and the others are still classified.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="top-k classes (and Grad-CAM maps) for image files",
+        description="Print the top-k classes with probabilities for each image, using a trained run.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SOURCE", help="run directory or .safetensors weights")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
+    p.add_argument("--topk", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
+    p.add_argument("--cam", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
+    p.add_argument("--json", action="store_true", help="JSON lines output")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from ..analysis.predict import expand_inputs, predict_images
+    from ..engine.checkpoint import load_run
+    from ..errors import UserError
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was given but no CUDA GPU is available.")
+    model, metadata = load_run(args.source, device=args.device)
+    paths = expand_inputs(args.images)
+    failed = 0
+    for prediction in predict_images(model, metadata, paths, topk=args.topk,
+                                     cam_dir=Path(args.cam) if args.cam else None, device=args.device):
+        failed += prediction.error is not None
+        if args.json:
+            print(json.dumps(prediction.to_dict()), flush=True)
+        elif prediction.error is not None:
+            print(f"classicnets predict: cannot read {prediction.path}: {prediction.error}", file=sys.stderr)
+        else:
+            print(prediction, flush=True)
+    if failed == len(paths):
+        raise UserError(f"none of the {len(paths)} image(s) could be read.")
+    if failed:
+        raise UserError(f"{failed} of {len(paths)} image(s) could not be read; the others were classified.")
+    return 0
