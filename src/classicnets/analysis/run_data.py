@@ -1,0 +1,135 @@
+"""The images a finished run was validated or tested on, for evaluation and embeddings.
+
+The split is rebuilt from the run's own ``config.yaml`` (dataset, data location, seed,
+validation size, subset), so ``val`` is exactly the run's validation set. Images are
+normalised with the run's mean and std, which is what the network was trained on, even
+when another dataset (same number of classes) is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import torch
+
+from ..errors import UserError
+
+SPLITS = ("test", "val")
+
+
+@dataclass
+class RunSplit:
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]  # normalised as the run's network expects
+    num_images: int  # what the batches yield (after any limit)
+    dataset: str
+    class_names: list[str]
+    mean: list[float]  # the run's normalisation
+    std: list[float]
+
+
+def run_home(source: str | os.PathLike) -> Path:
+    """The run directory of a run directory or of a weights file inside one (where outputs go)."""
+    path = Path(source)
+    return path if path.is_dir() else path.parent
+
+
+def run_settings(run_dir: Path) -> dict[str, Any]:
+    """The run's saved configuration as a dict, or {} when the run has no config.yaml."""
+    from ..engine.config import config_from_dict, load_recipe
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return {}
+    return config_from_dict(load_recipe(path), str(path)).to_dict()
+
+
+def renormalize(images: torch.Tensor, from_mean: Sequence[float], from_std: Sequence[float],
+                to_mean: Sequence[float], to_std: Sequence[float]) -> torch.Tensor:
+    """Images normalised with one (mean, std) re-expressed in another, channel by channel."""
+    def column(values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+
+    return (images * column(from_std) + column(from_mean) - column(to_mean)) / column(to_std)
+
+
+def _limited(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], limit: int | None,
+             convert) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    seen = 0
+    for images, labels in batches:
+        if limit is not None:
+            if seen >= limit:
+                return
+            images, labels = images[:limit - seen], labels[:limit - seen]
+        seen += labels.numel()
+        yield convert(images), labels
+
+
+def load_run_split(
+    run_dir: str | os.PathLike,
+    metadata: Mapping[str, Any],
+    split: str,
+    *,
+    image_size: int,
+    device: torch.device | str,
+    batch_size: int = 128,
+    dataset: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> RunSplit:
+    """Batches of the run's ``split`` at ``image_size`` px on ``device`` (first ``limit`` images)."""
+    from ..data import build_data
+
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    settings = run_settings(run_home(run_dir))
+    name = dataset or settings.get("dataset") or metadata.get("dataset")
+    if not name:
+        raise UserError(f"{run_dir} does not say which dataset it was trained on; pass --dataset.")
+    data = build_data(
+        name,
+        data_dir=data_dir if data_dir is not None else settings.get("data_dir"),
+        image_size=image_size,
+        batch_size=batch_size,
+        eval_batch_size=batch_size,
+        device=device,
+        seed=settings.get("seed", 0),
+        val_size=settings.get("val_size", 6000),
+        subset=settings.get("subset"),
+        download=False,
+    )
+    if data.num_classes != metadata["num_classes"]:
+        raise UserError(f"dataset {name} has {data.num_classes} classes but the run's network predicts "
+                        f"{metadata['num_classes']}.")
+    if data.in_chans != metadata["in_chans"]:
+        raise UserError(f"dataset {name} has {data.in_chans}-channel images but the run's network takes "
+                        f"{metadata['in_chans']}.")
+    mean, std = list(metadata["mean"]), list(metadata["std"])
+    same = torch.allclose(torch.tensor(data.mean), torch.tensor(mean)) and torch.allclose(
+        torch.tensor(data.std), torch.tensor(std))
+
+    def convert(images: torch.Tensor) -> torch.Tensor:
+        return images if same else renormalize(images, data.mean, data.std, mean, std)
+
+    batcher = data.test if split == "test" else data.val
+    total = data.split_sizes[split]
+    return RunSplit(
+        batches=_RestartableBatches(batcher, limit, convert),
+        num_images=total if limit is None else min(limit, total),
+        dataset=name,
+        class_names=list(metadata.get("class_names") or data.class_names),
+        mean=mean,
+        std=std,
+    )
+
+
+class _RestartableBatches:
+    """Iterating starts over each time, as the underlying batcher does."""
+
+    def __init__(self, batcher: Iterable, limit: int | None, convert) -> None:
+        self.batcher, self.limit, self.convert = batcher, limit, convert
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return _limited(self.batcher, self.limit, self.convert)

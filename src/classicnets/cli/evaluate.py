@@ -1,0 +1,103 @@
+"""``classicnets evaluate``: accuracy, per-class scores, calibration and mistakes of a run."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import positive_float, positive_int
+
+EPILOG = """\
+test-time methods (--tta), as in the papers; soft-max posteriors are averaged over views:
+  none        the whole image at the run's image size (times --scale)
+  flip        the image and its mirror image
+  10crop      the image rescaled by 256/224, its four corner crops and centre crop at the
+              run's image size, and their mirror images
+  multiscale  the whole image at --scales times the run's size (default 0.875,1,1.125: the
+              VGG paper's Q = S-32, S, S+32 for S = 256) and the mirror images
+
+--dense evaluates VGG as the VGG paper does: the FC layers become 7x7 and 1x1 convolutions,
+slid over the feature map of the whole image, and the class score map is averaged. It
+differs from the plain network only where the feature map is larger than 7x7 (test images
+over 224 px: use --scale or multiscale); smaller maps use the network's own pooled head.
+GoogLeNet is dense already (global average pooling before one linear layer), so --dense
+changes nothing for it.
+
+outputs in --out (default RUN_DIR/eval-SPLIT-TTA[-dense]): evaluation.json (top-1, top-5,
+per-class precision/recall/F1, expected calibration error, confusion matrix, most confident
+mistakes), confusion_matrix.png, mistakes.png, reliability.png.
+
+exit status: 0 done; 2 bad input (missing run or data, bad option).
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="accuracy, per-class scores, calibration and mistakes of a trained run",
+        description="Evaluate a trained run on its test or validation split, with the papers' "
+                    "test-time methods (flip, 10-crop, multi-scale, dense).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by classicnets train")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    p.add_argument("--tta", choices=("none", "flip", "10crop", "multiscale"), default="none",
+                   help="test-time augmentation (default none)")
+    p.add_argument("--dense", action="store_true", help="VGG: FC layers as convolutions over the whole image")
+    p.add_argument("--scale", type=positive_float, default=1.0, metavar="X",
+                   help="none/flip: test image side = X times the run's image size (default 1)")
+    p.add_argument("--scales", type=_scale_list, metavar="X,Y,...",
+                   help="multiscale: relative test scales (default 0.875,1,1.125)")
+    p.add_argument("--dataset", help="evaluate on this dataset instead of the run's (same classes)")
+    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $CLASSICNETS_DATA)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images of the split")
+    p.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="default 128")
+    p.add_argument("--mistakes", type=positive_int, default=24, metavar="K",
+                   help="most confident mistakes to show (default 24)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--out", metavar="DIR", help="output directory")
+    p.set_defaults(run=run)
+
+
+def _scale_list(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
+    if not scales or not all(s > 0 for s in scales):
+        raise argparse.ArgumentTypeError(f"scales must be positive numbers, got {text!r}")
+    return scales
+
+
+def run(args: argparse.Namespace) -> int:
+
+    from ..analysis.dense import vgg_feature_size
+    from ..analysis.evaluation import format_report, run_evaluation, write_evaluation
+    from ..analysis.figures import output_dir
+    from ..analysis.run_data import load_run_split, run_home
+    from ..analysis.tta import VGG_MULTISCALE, TTAConfig
+    from ..engine.checkpoint import load_run
+    from ..engine.loop import resolve_device
+    from ..models.vgg import VGG
+
+    device = resolve_device(args.device)
+    model, metadata = load_run(args.run_dir, device=device)
+    tta = TTAConfig(args.tta, image_size=int(metadata["image_size"]), scale=args.scale,
+                    scales=args.scales or VGG_MULTISCALE)
+    if args.dense and not isinstance(model, VGG):
+        print("note: GoogLeNet is dense already (global average pooling before its one linear layer), "
+              "so --dense gives the same numbers as without it.")
+    elif args.dense and vgg_feature_size(model, tta.input_size()) < 7:
+        print(f"note: at {tta.input_size()} px VGG's last feature map is smaller than 7x7, so dense "
+              f"evaluation uses the network's pooled head (identical to the plain network); "
+              f"use --scale to test larger images.")
+    suffix = f"-{args.tta}" + ("-dense" if args.dense else "")
+    out_dir = output_dir(args.out or run_home(args.run_dir) / f"eval-{args.split}{suffix}")
+    split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
+                           batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
+                           limit=args.limit)
+    print(f"evaluating {metadata['model']} on {split.num_images:,} {split.dataset} {args.split} images: "
+          f"{tta.describe()}{', dense' if args.dense else ''}")
+    evaluation = run_evaluation(model, split.batches, tta, dense=args.dense, num_mistakes=args.mistakes)
+    title = f"{metadata['model']} on {split.dataset} {args.split}"
+    report, paths = write_evaluation(out_dir, evaluation, split.class_names, split.mean, split.std, title)
+    print(format_report(report))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

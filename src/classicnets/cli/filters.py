@@ -1,0 +1,29 @@
+"""``classicnets filters``: the first convolution's learned kernels."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "filters", help="draw the first-layer filters of a run",
+        description="Draw the kernels of the first convolution (VGG: 64 3x3, GoogLeNet: 64 7x7), each "
+                    "stretched to its own range; colour for RGB networks, grey otherwise.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or .safetensors) written by classicnets train")
+    p.add_argument("--out", metavar="FILE", help="PNG to write (default RUN_DIR/filters.png)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..analysis.activations import plot_filters
+    from ..analysis.run_data import run_home
+    from ..engine.checkpoint import load_run
+
+    model, metadata = load_run(args.run_dir)
+    default = run_home(args.run_dir) / "filters.png"
+    path = plot_filters(Path(args.out) if args.out else default, model, metadata["model"])
+    print(f"wrote {path}")
+    return 0
