@@ -15,7 +15,8 @@ import sys
 from .. import __version__
 from ..errors import UserError
 
-COMMANDS = ("models", "summary", "port")
+COMMANDS = ("models", "summary", "port", "train", "split", "stats", "predict", "evaluate", "embed", "activations",
+            "filters", "compare", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,47 @@
+"""Shared by the benchmark scripts: one JSON line per measurement, and running `classicnets train`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes" / "fashion_mnist"
+
+
+def emit(model: str, metric: str, value: float, device: str, command: list[str], **extra: Any) -> None:
+    """Print one measurement as a JSON line (stdout, flushed)."""
+    import torch
+
+    record = {"model": model, "metric": metric, "value": value, "device": device,
+              "torch_version": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "command": shlex.join(command), **extra}
+    print(json.dumps(record), flush=True)
+
+
+def train_command(recipe: str, out: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "classicnets", "train", "--recipe", recipe, "--out", str(out), "--quiet", *extra]
+
+
+def run_checked(command: list[str]) -> None:
+    """Run a command with its output passed through; stop the benchmark if it fails."""
+    result = subprocess.run(command)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark step failed (exit {result.returncode}): {shlex.join(command)}")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def passthrough_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` at ``--``: benchmark options before, extra `classicnets train` flags after."""
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []

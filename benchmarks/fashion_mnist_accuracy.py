@@ -1,0 +1,48 @@
+"""Fashion-MNIST test accuracy of a recipe over several seeds.
+
+Trains the recipe once per seed (each run in its own process and run directory) and
+prints one JSON line per seed, then one with the mean and standard deviation.
+
+    python benchmarks/fashion_mnist_accuracy.py --recipe recipes/fashion_mnist/vgg16_bn.yaml --seeds 0 1 2
+    # CPU smoke test: flags after -- go to `classicnets train`
+    python benchmarks/fashion_mnist_accuracy.py --recipe recipes/fashion_mnist/quickstart_cpu.yaml \
+        --seeds 0 1 -- --epochs 1 --subset 300 --image-size 28
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchlib import RECIPES, emit, passthrough_args, read_summary, run_checked, train_command
+
+
+def main(argv: list[str]) -> int:
+    own, extra = passthrough_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=str(RECIPES / "vgg16_bn.yaml"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out-root", type=Path,
+                        default=Path("runs") / f"bench-accuracy-{time.strftime('%Y%m%d-%H%M%S')}")
+    args = parser.parse_args(own)
+
+    accuracies = []
+    for seed in args.seeds:
+        out = args.out_root / f"seed{seed}"
+        command = train_command(args.recipe, out, ["--seed", str(seed), *extra])
+        run_checked(command)
+        summary = read_summary(out)
+        accuracies.append(summary["test_accuracy"])
+        emit(summary["model"], "test_accuracy", summary["test_accuracy"], summary["device"], command,
+             seed=seed, recipe=args.recipe, best_epoch=summary["best_epoch"], wall_time_s=summary["wall_time_s"])
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    emit(summary["model"], "test_accuracy_mean", statistics.fmean(accuracies), summary["device"],
+         [sys.executable, *sys.argv], seeds=args.seeds, std=spread, recipe=args.recipe)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""Training throughput (images/s) of VGG16 and GoogLeNet at 224 px.
+
+Measures the training step of engine/loop.py (forward, loss incl. GoogLeNet's aux
+heads, backward, SGD step) on batches from the device-resident data path
+(`loader: device`: uint8 Fashion-MNIST on the GPU, augmented and resized there), with
+bf16 autocast and channels_last on CUDA and optional torch.compile. Warm-up steps
+(compilation, cuDNN autotuning) are excluded; one JSON line per model.
+
+    python benchmarks/throughput.py --data-dir DIR                     # H100: vgg16, googlenet at 224 px
+    python benchmarks/throughput.py --compile --compile-mode max-autotune
+    python benchmarks/throughput.py --device cpu --steps 2 --warmup 1 --image-size 32 --batch-size 8   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from benchlib import emit
+
+DEFAULT_BATCH = {"vgg16": 128, "googlenet": 256}
+
+
+def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> float:
+    from classicnets import create_model
+    from classicnets.data import AugmentConfig, build_data
+    from classicnets.engine import TrainConfig, build_optimizer, training_loss
+    from classicnets.engine.evaluate import autocast_for
+
+    batch_size = args.batch_size or DEFAULT_BATCH.get(model_name, 128)
+    # Enough images for every timed step to see a fresh batch without a new epoch.
+    subset = min(54000, batch_size * (args.steps + args.warmup))
+    data = build_data("fashion-mnist", data_dir=args.data_dir, image_size=args.image_size, batch_size=batch_size,
+                      eval_batch_size=batch_size, device=device, seed=0, subset=subset,
+                      augment=AugmentConfig(erasing=0.25), loader="device")
+    config = TrainConfig(model=model_name, optimizer="sgd", lr=0.01).validate()
+    model = create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans)
+    channels_last = device.type == "cuda"
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    optimizer = build_optimizer(model, config, device)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    step_model = torch.compile(model, mode=args.compile_mode) if args.compile else model
+    autocast = autocast_for(device, bf16=True)
+    cuda_graphs = args.compile and args.compile_mode in ("reduce-overhead", "max-autotune")
+
+    def batches():
+        epoch = 0
+        while True:
+            data.train.set_epoch(epoch)
+            yield from data.train
+            epoch += 1
+
+    stream = batches()
+    start = None
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            synchronize(device)
+            start = time.perf_counter()
+        images, labels = next(stream)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast:
+            loss, _ = training_loss(step_model(images), labels, criterion, 0.3)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    return args.steps * batch_size / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, help="default: 128 for vgg16, 256 for googlenet")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    parser.add_argument("--data-dir", help="data root (default: $CLASSICNETS_DATA, else ./data)")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be at least 1 and --warmup at least 0")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    for model_name in args.models:
+        value = measure(model_name, args, device)
+        emit(model_name, "train_images_per_s", round(value, 1), name, [sys.executable, *sys.argv],
+             image_size=args.image_size, batch_size=args.batch_size or DEFAULT_BATCH.get(model_name, 128),
+             bf16=device.type == "cuda", channels_last=device.type == "cuda", compile=args.compile,
+             compile_mode=args.compile_mode if args.compile else None, loader="device")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""``classicnets train``: train a model from a recipe and flags, or resume a run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import fraction, non_negative_int, positive_float, positive_int
+
+EPILOG = """\
+precedence: built-in defaults < --recipe YAML < flags; the effective configuration is
+saved as RUN_DIR/config.yaml.
+
+outputs in the run directory: config.yaml, metrics.csv, best.safetensors (best
+validation weights, loadable on their own), last.ckpt (for --resume), curves.png,
+confusion_matrix.png, summary.json.
+
+--resume RUN_DIR continues from RUN_DIR/last.ckpt with the saved configuration. Flags
+that would change what is learned are refused if they differ from the saved values;
+--epochs may be raised (the schedule is re-planned over the new total), and --data-dir,
+--device, --compile and --quiet may change.
+
+exit status: 0 done; 2 bad input (unknown model or dataset, bad number, existing or
+unwritable run directory, missing data); 3 training diverged (NaN or infinite loss;
+last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --resume).
+"""
+
+# flag destination -> TrainConfig field, for flags whose names differ
+FIELD_NAMES = {"tta": "tta_flip"}
+NOT_CONFIG = {"command", "run", "recipe", "resume", "overwrite", "quiet"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model (recipe + flags), or resume a run",
+        description="Train a model on a dataset: seeded train/val split, best epoch chosen on validation "
+                    "accuracy, test split evaluated once at the end with the best weights.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_argument_group("what to train")
+    what.add_argument("--model", help="model name (see `classicnets models`)")
+    what.add_argument("--dataset", help="dataset name (default fashion-mnist)")
+    what.add_argument("--recipe", metavar="YAML", help="recipe file, e.g. recipes/fashion_mnist/vgg16.yaml")
+    what.add_argument("--data-dir", metavar="DIR", help="data root (default: $CLASSICNETS_DATA, else ./data)")
+    what.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<model>-<dataset>-<time>)")
+    what.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.ckpt")
+    what.add_argument("--overwrite", action="store_true", help="replace the results in an existing run directory")
+
+    hyper = p.add_argument_group("training")
+    hyper.add_argument("--epochs", type=positive_int)
+    hyper.add_argument("--batch-size", type=positive_int)
+    hyper.add_argument("--lr", type=positive_float, help="peak learning rate")
+    hyper.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    hyper.add_argument("--scheduler", choices=("cosine", "onecycle", "step", "plateau"),
+                       help="plateau = the VGG paper's divide-by-10 when validation accuracy stalls")
+    hyper.add_argument("--weight-decay", type=float, metavar="X", help="not applied to biases and norm weights")
+    hyper.add_argument("--warmup-epochs", type=float, metavar="X")
+    hyper.add_argument("--label-smoothing", type=fraction, metavar="X")
+    hyper.add_argument("--ema-decay", type=fraction, metavar="X", help="EMA of the weights (e.g. 0.999); "
+                       "validation, selection and test then use the EMA weights")
+    hyper.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
+    hyper.add_argument("--image-size", type=positive_int, metavar="PX")
+    hyper.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only (quick look)")
+    hyper.add_argument("--val-size", type=positive_int, metavar="N")
+    hyper.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="flip test-time augmentation for validation and test")
+    hyper.add_argument("--seed", type=non_negative_int)
+
+    run_group = p.add_argument_group("execution")
+    run_group.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    run_group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                           help="torch.compile the model")
+    run_group.add_argument("--compile-mode",
+                           choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                           help="reduce-overhead and max-autotune capture CUDA graphs")
+    run_group.add_argument("--loader", choices=("auto", "device", "dataloader"))
+    run_group.add_argument("--num-workers", type=non_negative_int)
+    run_group.add_argument("--deterministic", action="store_true", default=None,
+                           help="deterministic algorithms, everything seeded: a rerun or a resumed run "
+                                "matches bit for bit on the same machine and thread count")
+    run_group.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    p.set_defaults(run=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The flags actually given, as TrainConfig fields."""
+    return {FIELD_NAMES.get(name, name): value for name, value in vars(args).items()
+            if name not in NOT_CONFIG and value is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..engine import (EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted,
+                          build_config, resume_config, train)
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        if args.recipe or args.overwrite:
+            raise UserError("--resume continues a run with its saved config; it cannot be combined with "
+                            "--recipe or --overwrite.")
+        config = resume_config(args.resume, overrides)
+    else:
+        config = build_config(args.recipe, overrides)
+    try:
+        train(config, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    except TrainingDiverged as error:
+        print(f"classicnets train: error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except TrainingInterrupted as error:
+        print(f"classicnets train: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,174 @@
+"""Checkpoints that survive a crash, and loading a finished run back.
+
+Two files per run directory:
+
+* ``best.safetensors``: the best-validation weights plus the metadata needed to rebuild
+  the network without any other file (model name, classes, channels, image size,
+  normalisation, class names, model keyword arguments). :func:`load_run` reads it.
+* ``last.ckpt``: everything needed to continue training (model, optimizer, schedule, EMA,
+  random number generator states, epoch, best metric, history). It holds only tensors,
+  dicts, lists, numbers, strings and None, so ``torch.load(weights_only=True)`` reads it.
+
+Every file is written atomically: a temporary file in the same directory, flushed and
+fsync'ed, then ``os.replace``d over the old one, so a kill at any moment leaves either the
+old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+BEST_WEIGHTS = "best.safetensors"
+LAST_CHECKPOINT = "last.ckpt"
+FORMAT = "classicnets-run-v1"
+# Metadata values that are JSON (safetensors metadata is a str -> str mapping).
+JSON_METADATA = ("num_classes", "in_chans", "image_size", "mean", "std", "class_names",
+                 "model_kwargs", "epoch", "val_accuracy")
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then swap it in."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)  # make the rename itself durable
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- weights
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Write ``state_dict`` as safetensors; metadata values are stored as JSON strings."""
+    from safetensors.torch import save
+
+    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state_dict.items()}
+    text_metadata = {"format": FORMAT}
+    for key, value in metadata.items():
+        text_metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    atomic_write_bytes(path, save(tensors, metadata=text_metadata))
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the decoded metadata of a weights file written by :func:`save_weights`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            raw = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({error}).") from None
+    if raw.get("format") != FORMAT or "model" not in raw:
+        raise UserError(f"{path} was not written by classicnets train (no run metadata).")
+    metadata = {key: json.loads(value) if key in JSON_METADATA else value for key, value in raw.items()}
+    return tensors, metadata
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained network of a run from its ``best.safetensors``.
+
+    ``path`` is a run directory or a ``.safetensors`` file. Returns the model in eval
+    mode on ``device`` and the metadata: model, dataset, num_classes, in_chans,
+    image_size, mean, std, class_names, model_kwargs, epoch, val_accuracy.
+    """
+    from ..models import create_model
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a run directory or a .safetensors file.")
+    weights_path = path / BEST_WEIGHTS if path.is_dir() else path
+    if not weights_path.is_file():
+        raise UserError(f"{path} has no {BEST_WEIGHTS}; has its first epoch finished?")
+    tensors, metadata = read_weights(weights_path)
+    model = create_model(metadata["model"], num_classes=metadata["num_classes"],
+                         in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise UserError(f"{weights_path} does not fit {metadata['model']} ({_first_line(error)}).") from None
+    return model.to(device).eval(), metadata
+
+
+# ----------------------------------------------------------------------------- training state
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cannot resume: {path} does not exist (the first epoch never finished); "
+                        f"start again with --overwrite.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file; ours are never torn
+        raise UserError(f"cannot read checkpoint {path} ({_first_line(error)}).") from None
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA generator states as weights_only-safe values."""
+    version, internal, gauss_next = random.getstate()
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss_next"]))
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    # CUDA states are restored only onto the same number of GPUs; a run resumed on the
+    # CPU or on a different machine simply continues with fresh GPU generators.
+    if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

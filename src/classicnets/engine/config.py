@@ -1,0 +1,289 @@
+"""The training configuration: defaults < recipe (YAML) < command-line flags.
+
+:class:`TrainConfig` is the single source of truth for a run. A recipe is a YAML
+mapping whose keys are its field names; flags override the recipe; the effective
+configuration is saved beside the results as ``config.yaml`` and is what
+``--resume`` reads back.
+
+Resuming (:func:`resume_config`) re-uses the saved configuration. Only settings that
+do not change what the network learns may be given again with a new value
+(:data:`RESUME_MUTABLE`: data location, device, compilation, loader workers), plus
+``epochs``, which may only be raised: the schedule is then planned over the new total
+from the step reached. Any other flag that disagrees with the saved value is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "onecycle", "step", "plateau")
+DEVICES = ("auto", "cpu", "cuda")
+LOADERS = ("auto", "device", "dataloader")
+# torch.compile modes; the last three capture CUDA graphs or autotune kernels.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AUGMENT_KEYS = ("crop_padding", "hflip", "erasing")
+
+# Settings that may change on --resume without changing what the network learns.
+RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval"})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Accuracies in files are fractions in [0, 1]."""
+
+    # what to train, on what, and where results go
+    model: str | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None  # None: env CLASSICNETS_DATA, else ./data
+    out: str | None = None  # None: runs/<model>-<dataset>-<timestamp>
+    model_kwargs: dict = field(default_factory=dict)  # passed to create_model, e.g. {aux_logits: false}
+
+    # data
+    image_size: int = 28
+    subset: int | None = None  # use only this many training images (a quick look)
+    val_size: int = 6000  # held out from the 60,000 training images, stratified
+    augment: dict = field(default_factory=lambda: {"crop_padding": 4, "hflip": True, "erasing": 0.0})
+    loader: str = "auto"  # "device": whole split resident on the device; "dataloader": torch DataLoader
+    num_workers: int = 2
+
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int | None = None  # None: twice the batch size
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = True
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # Adam / AdamW
+    weight_decay: float = 5e-4  # never applied to biases and norm weights (1-D parameters)
+    label_smoothing: float = 0.0
+    aux_weight: float = 0.3  # GoogLeNet's auxiliary losses, as in the paper
+    grad_clip: float | None = None  # max global L2 norm of the gradients
+    ema_decay: float | None = None  # weight EMA (None or 0: off); validation, selection and test then use it
+
+    # learning-rate schedule (per step, after a linear warm-up)
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0  # capped at the run's length; onecycle with 0 rises over the first 30%
+    warmup_start_factor: float = 0.04  # warm-up starts at lr * this (one-cycle's lr / 25)
+    min_lr_factor: float = 0.0  # cosine and onecycle end at lr * this
+    step_epochs: int = 30  # "step": multiply by step_gamma every step_epochs epochs
+    step_gamma: float = 0.1
+    plateau_patience: int = 2  # "plateau": epochs without a better val accuracy before dividing
+    plateau_factor: float = 0.1  # the VGG paper divides by 10 ...
+    plateau_max_reductions: int = 3  # ... three times
+
+    # evaluation
+    tta_flip: bool = False  # average the logits of the image and its mirror (val and test)
+
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # bf16 autocast on CUDA; the CPU always runs float32
+    channels_last: bool = True  # on CUDA only
+    compile: bool = False
+    compile_mode: str = "default"
+    deterministic: bool = False
+    log_interval: int = 20  # steps between progress updates (each one synchronises the GPU)
+
+    def validate(self) -> "TrainConfig":
+        """Coerce every field to its type; raise :class:`UserError` on the first setting that cannot work."""
+        for name, kind in config_fields().items():
+            setattr(self, name, _coerce(name, getattr(self, name), kind, "config"))
+        if not self.model:
+            raise UserError("no model given; pass --model NAME or a --recipe that sets model.")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("loader", self.loader, LOADERS)
+        _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        for name in ("epochs", "batch_size", "image_size", "val_size", "step_epochs",
+                     "plateau_patience", "log_interval"):
+            _check_at_least(name, getattr(self, name), 1)
+        for name in ("subset", "eval_batch_size"):
+            if getattr(self, name) is not None:
+                _check_at_least(name, getattr(self, name), 1)
+        for name in ("num_workers", "plateau_max_reductions", "seed", "weight_decay",
+                     "momentum", "aux_weight", "warmup_epochs", "min_lr_factor"):
+            _check_at_least(name, getattr(self, name), 0)
+        _check_positive("lr", self.lr)
+        if self.grad_clip is not None:
+            _check_positive("grad_clip", self.grad_clip)
+        for name in ("label_smoothing", "warmup_start_factor", "step_gamma", "plateau_factor"):
+            _check_fraction(name, getattr(self, name), allow_zero=name == "label_smoothing")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}.")
+        self.betas = [_coerce("betas", beta, float, "config") for beta in self.betas]
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"betas must be two numbers in [0, 1), got {self.betas}.")
+        self.augment = validate_augment(self.augment)
+        return self
+
+    @property
+    def effective_eval_batch_size(self) -> int:
+        return self.eval_batch_size or 2 * self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from .checkpoint import atomic_write_bytes
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        atomic_write_bytes(Path(path), text.encode())
+
+
+def config_fields() -> dict[str, type]:
+    """Field name -> the plain type a value must have (Optional unwrapped)."""
+    hints = typing.get_type_hints(TrainConfig)
+    kinds = {}
+    for f in dataclasses.fields(TrainConfig):
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+        kinds[f.name] = args[0] if args else hints[f.name]
+    return kinds
+
+
+def config_from_dict(values: dict[str, Any], source: str) -> TrainConfig:
+    """Build a config from a mapping (a recipe, saved config, or flags), checking keys and types."""
+    kinds = config_fields()
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise UserError(f"{source} has unknown setting(s) {', '.join(unknown)}; "
+                        f"known settings: {', '.join(kinds)}.")
+    config = TrainConfig()
+    for name, value in values.items():
+        setattr(config, name, _coerce(name, value, kinds[name], source))
+    return config
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe {path} does not exist.")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"recipe {path} is not valid YAML ({_first_line(error)}).") from None
+    if not isinstance(values, dict):
+        raise UserError(f"recipe {path} must be a mapping of setting: value.")
+    return values
+
+
+def build_config(recipe: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the recipe, then the flags (``overrides`` holds only flags given)."""
+    values = load_recipe(recipe) if recipe is not None else {}
+    values = {**values, **overrides}
+    return config_from_dict(values, f"recipe {recipe}" if recipe else "the flags").validate()
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved configuration of ``run_dir`` with the few overrides resuming allows."""
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"cannot resume: {saved_path} does not exist (is {run_dir} a run directory?).")
+    saved = config_from_dict(load_recipe(saved_path), str(saved_path))
+    overrides = dict(overrides)
+    out = overrides.pop("out", None)
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise UserError(f"--out {out} conflicts with --resume {run_dir}; a resumed run stays in its directory.")
+    for name, value in overrides.items():
+        current = getattr(saved, name)
+        if name == "epochs":
+            if value < saved.epochs:
+                raise UserError(f"--epochs {value} is below the run's planned {saved.epochs}; "
+                                f"a resumed run may only raise --epochs.")
+        elif name not in RESUME_MUTABLE and _coerce(name, value, config_fields()[name], "flags") != current:
+            raise UserError(
+                f"--{name.replace('_', '-')} {value} conflicts with the run's saved {name} ({current}); "
+                f"with --resume only --epochs (raised), --data-dir, --device and --compile may change.")
+        setattr(saved, name, value)
+    saved.out = str(run_dir)
+    return saved.validate()
+
+
+def validate_augment(augment: Any) -> dict[str, Any]:
+    if not isinstance(augment, dict):
+        raise UserError(f"augment must be a mapping with keys {', '.join(AUGMENT_KEYS)}, got {augment!r}.")
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise UserError(f"augment has unknown key(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_KEYS)}.")
+    merged = {"crop_padding": 4, "hflip": True, "erasing": 0.0, **augment}  # unset keys keep defaults
+    checked = {
+        "crop_padding": _coerce("augment.crop_padding", merged["crop_padding"], int, "augment"),
+        "hflip": _coerce("augment.hflip", merged["hflip"], bool, "augment"),
+        "erasing": _coerce("augment.erasing", merged["erasing"], float, "augment"),
+    }
+    _check_at_least("augment.crop_padding", checked["crop_padding"], 0)
+    _check_fraction("augment.erasing", checked["erasing"], allow_zero=True)
+    return checked
+
+
+def _coerce(name: str, value: Any, kind: type, source: str) -> Any:
+    """YAML and argparse values to the field's type; ``None`` stays for optional fields."""
+    if value is None:
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        # PyYAML reads "1e-3" (no dot) as a string, so numeric strings are accepted here.
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind in (dict, list):
+        if isinstance(value, kind):
+            return value
+    raise UserError(f"{source}: {name} must be {_type_words(kind)}, got {value!r}.")
+
+
+def _type_words(kind: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+            dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}.")
+
+
+def _check_at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        words = "a positive integer" if low == 1 else "zero or more"
+        raise UserError(f"{name} must be {words}, got {value}.")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise UserError(f"{name} must be a positive number, got {value}.")
+
+
+def _check_fraction(name: str, value: float, allow_zero: bool) -> None:
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= 1):
+        interval = "[0, 1]" if allow_zero else "(0, 1]"
+        raise UserError(f"{name} must be in {interval}, got {value}.")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]

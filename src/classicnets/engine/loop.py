@@ -1,0 +1,307 @@
+"""The training loop: one function, :func:`train`, to read top to bottom.
+
+Protocol: the training file is split (seeded, stratified) into train and validation
+parts by the data layer; every epoch is validated; the best epoch is chosen on
+validation accuracy alone; the test split is evaluated once, at the end, with the
+best weights. With ``ema_decay`` set, the EMA weights are the ones validated, saved and
+tested.
+
+Crash safety. At the end of each epoch, in this order:
+
+1. the best weights, if the epoch improved, go to a pending file;
+2. ``last.ckpt`` is replaced atomically: this is the moment the epoch counts;
+3. the pending file is renamed to ``best.safetensors``; metrics.csv and curves.png follow.
+
+A kill before step 2 loses that epoch only (resuming redoes it and drops the pending
+file); a kill between 2 and 3 is completed on resume. On the CPU with ``deterministic``,
+an interrupted and resumed run ends with exactly the weights and metrics of an
+uninterrupted one: the data order depends on (seed, epoch) only, and the checkpoint
+holds every other source of state (optimizer, schedule, EMA, random generators).
+
+Failures: a non-finite loss raises :class:`TrainingDiverged` (the CLI exits with status
+3) and leaves the last checkpoint as it was; Ctrl-C raises :class:`TrainingInterrupted`
+(status 130) with the command that resumes the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import AugmentConfig, build_data, list_datasets
+from ..errors import UserError
+from ..models import create_model, get_model_entry
+from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
+                         restore_rng_state, save_checkpoint, save_weights)
+from .config import TrainConfig
+from .ema import ModelEma
+from .evaluate import autocast_for, evaluate
+from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
+from .progress import EpochProgress, epoch_line, say
+from .reports import format_per_class, git_commit, plot_confusion_matrix, plot_curves, write_json, write_metrics_csv
+from .rundir import (CONFIG_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PENDING_BEST, SUMMARY_FILE,
+                     default_run_dir, prepare_run_dir)
+
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the run directory keeps its last good checkpoint."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C; the message says how to resume."""
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train ``config.model`` on ``config.dataset``; return the summary (also in summary.json)."""
+    session_start = time.perf_counter()
+    config.validate()
+    get_model_entry(config.model)  # unknown names fail before anything is written
+    if config.dataset not in list_datasets():
+        raise UserError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(list_datasets())}.")
+    device = resolve_device(config.device)
+    run_dir = Path(config.out or default_run_dir(config.model, config.dataset))
+    created = not run_dir.exists()
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    config.out = str(run_dir)
+    try:
+        with reproducibility(config, device):
+            return _train(config, run_dir, device, resume, quiet, session_start)
+    except KeyboardInterrupt:
+        if (run_dir / LAST_CHECKPOINT).is_file():
+            raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "
+                                      f"classicnets train --resume {run_dir}") from None
+        raise TrainingInterrupted("interrupted before the first epoch finished; nothing to resume, "
+                                  "start again with --overwrite") from None
+    finally:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that failed while setting up leaves nothing behind
+
+
+def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool, quiet: bool,
+           session_start: float) -> dict[str, Any]:
+    checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT) if resume else None
+    finished = checkpoint is not None and checkpoint["progress"]["epoch"] >= config.epochs
+    if finished and (run_dir / SUMMARY_FILE).is_file():  # without a summary, only the test is left to do
+        raise UserError(f"run {run_dir} already finished its {config.epochs} epochs; "
+                        f"pass a larger --epochs to train it further.")
+    seed_everything(config.seed)
+
+    # ---- data and model
+    data = build_data(
+        config.dataset, data_dir=config.data_dir, image_size=config.image_size, batch_size=config.batch_size,
+        eval_batch_size=config.effective_eval_batch_size, device=device, seed=config.seed,
+        val_size=config.val_size, subset=config.subset, augment=AugmentConfig.from_dict(config.augment),
+        loader=config.loader, num_workers=config.num_workers)
+    try:
+        model = create_model(config.model, num_classes=data.num_classes, in_chans=data.in_chans,
+                             **config.model_kwargs)
+    except TypeError as error:
+        raise UserError(f"model_kwargs {config.model_kwargs} do not fit {config.model} ({error}).") from None
+    channels_last = device.type == "cuda" and config.channels_last
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    optimizer = build_optimizer(model, config, device)
+    schedule = LRSchedule(optimizer, config, steps_per_epoch=len(data.train))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
+    eval_model = ema.module if ema is not None else model  # what is validated, kept and tested
+    autocast = autocast_for(device, config.bf16)
+    use_cuda_graphs = config.compile and device.type == "cuda" and config.compile_mode in (
+        "reduce-overhead", "max-autotune")
+    step_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
+    weights_metadata = {
+        "model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
+        "in_chans": data.in_chans, "image_size": data.image_size, "mean": data.mean, "std": data.std,
+        "class_names": data.class_names, "model_kwargs": config.model_kwargs,
+    }
+
+    # ---- where we are: fresh, or restored from last.ckpt
+    progress: dict[str, Any] = {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "history": [],
+                                "wall_seconds": 0.0}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
+        progress = checkpoint["progress"]
+        settle_pending_best(run_dir, progress["best_epoch"])
+        write_metrics_csv(run_dir / METRICS_FILE, progress["history"])  # it may be one epoch ahead
+        restore_rng_state(checkpoint["rng"])  # last: everything above may draw random numbers
+    wall_before = progress["wall_seconds"]
+    config.save(run_dir / CONFIG_FILE)  # only now: a run that failed to set up leaves no config behind
+    say(f"{'resuming' if resume else 'training'} {config.model} on {config.dataset} "
+        f"({data.split_sizes['train']:,} train / {data.split_sizes['val']:,} val / "
+        f"{data.split_sizes['test']:,} test images, {data.image_size} px) on {device_name(device)}, "
+        f"epochs {progress['epoch'] + 1}-{config.epochs}; run directory {run_dir}")
+
+    # ---- the loop
+    for epoch in range(progress["epoch"] + 1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        data.train.set_epoch(epoch - 1)
+        model.train()
+        bar = EpochProgress(epoch, config.epochs, len(data.train), quiet)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per step
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen, last_logged = 0, 0
+        for step, (images, labels) in enumerate(data.train, start=1):
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            lr = schedule.step()
+            if use_cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast:
+                outputs = step_model(images)
+                loss, logits = training_loss(outputs, labels, criterion, config.aux_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(model, config.grad_clip)
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            loss_sum += loss.detach() * labels.numel()
+            correct += (logits.argmax(dim=1) == labels).sum()
+            seen += labels.numel()
+            if step % config.log_interval == 0 or step == len(data.train):
+                mean_loss = loss_sum.item() / seen  # the sync point; NaN anywhere in the epoch shows here
+                if not math.isfinite(mean_loss):
+                    bar.close()
+                    raise TrainingDiverged(diverged_message(mean_loss, epoch, step, run_dir, progress["epoch"],
+                                                            config.lr))
+                elapsed = time.perf_counter() - epoch_start
+                bar.update(step - last_logged, mean_loss, correct.item() / seen, seen / elapsed)
+                last_logged = step
+        bar.close()
+        train_seconds = time.perf_counter() - epoch_start
+
+        val = evaluate(eval_model, data.val, data.num_classes, device=device, bf16=config.bf16,
+                       channels_last=channels_last, tta_flip=config.tta_flip)
+        schedule.end_epoch(val.accuracy)
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+               "val_loss": val.loss, "val_acc": val.accuracy, "lr": lr,
+               "epoch_seconds": time.perf_counter() - epoch_start, "images_per_s": seen / train_seconds}
+        improved = val.accuracy > progress["best_val_acc"]
+        if improved:
+            progress.update(best_val_acc=val.accuracy, best_epoch=epoch)
+            save_weights(run_dir / PENDING_BEST, eval_model.state_dict(),
+                         {**weights_metadata, "epoch": epoch, "val_accuracy": val.accuracy})
+        progress["history"].append(row)
+        progress["epoch"] = epoch
+        progress["wall_seconds"] = wall_before + time.perf_counter() - session_start
+        save_checkpoint(run_dir / LAST_CHECKPOINT, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+            "rng": capture_rng_state(), "progress": progress, "model_name": config.model,
+        })  # the epoch is now committed
+        settle_pending_best(run_dir, progress["best_epoch"])
+        write_metrics_csv(run_dir / METRICS_FILE, progress["history"])
+        plot_curves(run_dir / CURVES_FILE, progress["history"], f"{config.model} on {config.dataset}")
+        say(epoch_line(row, config.epochs, improved))
+
+    # ---- the test split, once, with the best weights
+    best_weights, best_metadata = read_weights(run_dir / BEST_WEIGHTS)
+    model.load_state_dict(best_weights)
+    test = evaluate(model, data.test, data.num_classes, device=device, bf16=config.bf16,
+                    channels_last=channels_last, tta_flip=config.tta_flip)
+    per_class = dict(zip(data.class_names, test.per_class_accuracy()))
+    history = progress["history"]
+    steady = history[1:] or history  # epoch 1 also pays for compilation and autotuning
+    summary = {
+        "model": config.model, "dataset": config.dataset,
+        "test_accuracy": test.accuracy, "test_loss": test.loss, "test_images": test.num_samples,
+        "per_class_test_accuracy": per_class,
+        "best_epoch": best_metadata["epoch"], "best_val_accuracy": best_metadata["val_accuracy"],
+        "epochs": config.epochs, "image_size": data.image_size, "split_sizes": data.split_sizes,
+        "ema": ema is not None, "tta_flip": config.tta_flip,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "train_images_per_s": sum(r["images_per_s"] for r in steady) / len(steady),
+        "wall_time_s": wall_before + time.perf_counter() - session_start,
+        "device": device_name(device), "torch_version": torch.__version__,
+        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_dir": str(run_dir),
+    }
+    write_json(run_dir / SUMMARY_FILE, summary)
+    plot_confusion_matrix(run_dir / CONFUSION_FILE, test.confusion, data.class_names,
+                          f"{config.model} on {config.dataset} test: {100 * test.accuracy:.2f}%")
+    say(f"per-class test accuracy:\n{format_per_class(per_class)}")
+    say(f"test accuracy: {100 * test.accuracy:.2f}% (loss {test.loss:.4f}, {test.num_samples:,} images; "
+        f"weights of epoch {summary['best_epoch']}, best validation accuracy "
+        f"{100 * summary['best_val_accuracy']:.2f}%); results in {run_dir}")
+    return summary
+
+
+def diverged_message(loss: float, epoch: int, step: int, run_dir: Path, epochs_done: int, lr: float) -> str:
+    kept = (f"{run_dir / LAST_CHECKPOINT} still holds epoch {epochs_done}" if epochs_done
+            else "no epoch had finished, so nothing was saved")
+    return (f"training diverged: the loss became {loss} in epoch {epoch} by step {step}; {kept}; lower the "
+            f"learning rate (lr {lr:g}) or set grad_clip, then start again with --overwrite.")
+
+
+def settle_pending_best(run_dir: Path, committed_best_epoch: int) -> None:
+    """Promote the pending best weights if the checkpoint committed their epoch, else drop them."""
+    pending = run_dir / PENDING_BEST
+    if not pending.is_file():
+        return
+    try:
+        _, metadata = read_weights(pending)
+        committed = metadata["epoch"] == committed_best_epoch
+    except UserError:  # unreadable: it was never committed
+        committed = False
+    if committed:
+        os.replace(pending, run_dir / BEST_WEIGHTS)
+    else:
+        pending.unlink()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextlib.contextmanager
+def reproducibility(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels when asked, otherwise the fastest ones; restores the global flags after."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its kernels once
+        torch.backends.cuda.matmul.allow_tf32 = True  # what autocast leaves in float32
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved[1:]

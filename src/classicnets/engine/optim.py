@@ -1,0 +1,142 @@
+"""Optimizers, the learning-rate schedule, the loss and gradient clipping.
+
+Weight decay goes to the weight matrices and convolution kernels only: decaying biases
+and batch-norm scales (the 1-D parameters) only fights the normalisation and is
+customary to skip.
+
+The schedule is a pure function of the step (plus, for "plateau", what validation
+accuracy has done), so resuming needs only a few numbers and raising the number of
+epochs simply re-plans the curve over the new total.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import GoogLeNetOutput
+from .config import TrainConfig
+
+ONECYCLE_DEFAULT_RISE = 0.3  # fraction of training one-cycle rises over when warmup_epochs is 0
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: weights that decay (ndim >= 2) and biases/norm parameters that do not."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
+    fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step on the GPU
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0, **fused)
+    if config.optimizer == "adam":  # coupled L2 decay, as Adam defines it
+        return torch.optim.Adam(groups, lr=config.lr, betas=tuple(config.betas), **fused)
+    if config.optimizer == "adamw":  # decoupled decay (Loshchilov & Hutter)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), **fused)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")  # config.validate() rules this out
+
+
+class LRSchedule:
+    """Per-step learning rate: linear warm-up, then cosine, onecycle, step or plateau.
+
+    * cosine: half a cosine from ``lr`` down to ``lr * min_lr_factor``.
+    * onecycle: Smith's one-cycle, a linear rise from ``lr * warmup_start_factor`` to
+      ``lr`` (over ``warmup_epochs``, or the first 30% of training when that is 0), then
+      a linear fall to ``lr * min_lr_factor``.
+    * step: ``lr * step_gamma ** (epoch // step_epochs)``.
+    * plateau: the VGG paper's rule, ``lr`` divided by 10 (``plateau_factor``) whenever
+      validation accuracy has not improved for ``plateau_patience`` epochs, at most
+      ``plateau_max_reductions`` times. Fed by :meth:`end_epoch`.
+
+    Call :meth:`step` once before each optimizer step; it sets and returns the lr.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> None:
+        self.optimizer = optimizer
+        self.config = config
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = max(1, config.epochs * steps_per_epoch)
+        warmup_epochs = config.warmup_epochs
+        if config.scheduler == "onecycle" and warmup_epochs == 0:
+            warmup_epochs = ONECYCLE_DEFAULT_RISE * config.epochs
+        self.warmup_steps = min(self.total_steps, round(warmup_epochs * steps_per_epoch))
+        self.steps_done = 0
+        self.reductions = 0  # plateau state
+        self.best_metric = -math.inf
+        self.epochs_without_improvement = 0
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if step < self.warmup_steps:
+            progress = step / self.warmup_steps
+            return c.lr * (c.warmup_start_factor + (1 - c.warmup_start_factor) * progress)
+        decay_progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        if c.scheduler == "cosine":
+            factor = c.min_lr_factor + (1 - c.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * decay_progress))
+        elif c.scheduler == "onecycle":
+            factor = 1 - (1 - c.min_lr_factor) * decay_progress
+        elif c.scheduler == "step":
+            factor = c.step_gamma ** (step // self.steps_per_epoch // c.step_epochs)
+        else:  # plateau
+            factor = c.plateau_factor ** self.reductions
+        return c.lr * factor
+
+    def step(self) -> float:
+        lr = self.lr_at(self.steps_done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.steps_done += 1
+        return lr
+
+    def end_epoch(self, val_accuracy: float) -> None:
+        """The plateau rule; the other schedules ignore validation."""
+        if self.config.scheduler != "plateau":
+            return
+        if val_accuracy > self.best_metric:
+            self.best_metric = val_accuracy
+            self.epochs_without_improvement = 0
+            return
+        self.epochs_without_improvement += 1
+        if (self.epochs_without_improvement >= self.config.plateau_patience
+                and self.reductions < self.config.plateau_max_reductions):
+            self.reductions += 1
+            self.epochs_without_improvement = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps_done": self.steps_done, "reductions": self.reductions,
+                "best_metric": self.best_metric, "epochs_without_improvement": self.epochs_without_improvement}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps_done = state["steps_done"]
+        self.reductions = state["reductions"]
+        self.best_metric = state["best_metric"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+
+
+def training_loss(outputs: torch.Tensor | GoogLeNetOutput, labels: torch.Tensor,
+                  criterion: nn.Module, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to minimise and the main logits.
+
+    GoogLeNet in training mode also returns its two auxiliary classifiers; the paper adds
+    their losses with weight 0.3.
+    """
+    if isinstance(outputs, GoogLeNetOutput):
+        loss = criterion(outputs.logits, labels)
+        loss = loss + aux_weight * (criterion(outputs.aux1, labels) + criterion(outputs.aux2, labels))
+        return loss, outputs.logits
+    return criterion(outputs, labels), outputs
+
+
+def clip_gradients(model: nn.Module, max_norm: float | None) -> None:
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)

@@ -1,0 +1,256 @@
+"""The engine's parts on their own: config, optimizer groups, schedules, EMA, loss,
+atomic writes, RNG capture, run-directory rules, reports."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classicnets.engine import LRSchedule, ModelEma, TrainConfig, build_config, resume_config
+from classicnets.engine.checkpoint import (atomic_write, capture_rng_state, load_checkpoint, read_weights,
+                                           restore_rng_state, save_checkpoint, save_weights)
+from classicnets.engine.evaluate import evaluate
+from classicnets.engine.optim import build_optimizer, parameter_groups, training_loss
+from classicnets.engine.reports import plot_confusion_matrix
+from classicnets.engine.rundir import prepare_run_dir
+from classicnets.errors import UserError
+from classicnets.models import GoogLeNetOutput
+
+
+def config(**values) -> TrainConfig:
+    return build_config(None, {"model": "googlenet", **values})
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_recipe_values_are_checked_and_coerced(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: vgg11\nlr: 1e-3\nepochs: 4\n")  # PyYAML reads 1e-3 as a string
+    assert build_config(recipe, {}).lr == 0.001
+    recipe.write_text("model: vgg11\nlearning_rate: 0.1\n")
+    with pytest.raises(UserError, match="unknown setting.*learning_rate"):
+        build_config(recipe, {})
+    recipe.write_text("model: vgg11\nepochs: many\n")
+    with pytest.raises(UserError, match="epochs must be an integer"):
+        build_config(recipe, {})
+    recipe.write_text("model: vgg11\naugment: {rotate: 10}\n")
+    with pytest.raises(UserError, match="augment has unknown key"):
+        build_config(recipe, {})
+    recipe.write_text("- just\n- a list\n")
+    with pytest.raises(UserError, match="must be a mapping"):
+        build_config(recipe, {})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"batch_size": -3}, "batch_size must be a positive integer"),
+    ({"lr": 0.0}, "lr must be a positive number"),
+    ({"scheduler": "linear"}, "unknown scheduler 'linear'"),
+    ({"label_smoothing": 1.5}, "label_smoothing must be in"),
+    ({"ema_decay": 1.0}, "ema_decay must be in"),
+    ({"warmup_epochs": -1}, "warmup_epochs must be zero or more"),
+    ({"model": None}, "no model given"),
+])
+def test_impossible_settings_are_refused(values, message):
+    with pytest.raises(UserError, match=message):
+        config(**values)
+
+
+def test_resume_allows_raising_epochs_only(tmp_path):
+    saved = config(epochs=4, lr=0.1, out=str(tmp_path))
+    saved.save(tmp_path / "config.yaml")
+    assert resume_config(tmp_path, {"epochs": 6, "device": "cpu"}).epochs == 6
+    assert resume_config(tmp_path, {"lr": 0.1}).lr == 0.1  # repeating the saved value is fine
+    with pytest.raises(UserError, match="only raise --epochs"):
+        resume_config(tmp_path, {"epochs": 3})
+    with pytest.raises(UserError, match="conflicts with the run's saved optimizer"):
+        resume_config(tmp_path, {"optimizer": "adam"})
+    with pytest.raises(UserError, match="conflicts with --resume"):
+        resume_config(tmp_path, {"out": str(tmp_path / "elsewhere")})
+    with pytest.raises(UserError, match="config.yaml does not exist"):
+        resume_config(tmp_path / "nothing", {})
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def test_weight_decay_skips_biases_and_norm_parameters():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    decay, no_decay = parameter_groups(model, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert [tuple(p.shape) for p in decay["params"]] == [(4, 1, 3, 3), (2, 4)]
+    assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,), (2,)]
+    optimizer = build_optimizer(model, config(optimizer="adamw", weight_decay=0.1), torch.device("cpu"))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    sgd = build_optimizer(model, config(), torch.device("cpu"))
+    assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.9
+
+
+def schedule_for(**values) -> LRSchedule:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    return LRSchedule(optimizer, config(**values), steps_per_epoch=10)
+
+
+def test_cosine_with_warmup():
+    schedule = schedule_for(scheduler="cosine", lr=0.1, epochs=10, warmup_epochs=2, warmup_start_factor=0.1)
+    assert schedule.lr_at(0) == pytest.approx(0.01)
+    assert schedule.lr_at(10) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5))  # halfway up
+    assert schedule.lr_at(20) == pytest.approx(0.1)  # the peak, right after warm-up
+    assert schedule.lr_at(60) == pytest.approx(0.05)  # halfway down the cosine
+    assert schedule.lr_at(100) == pytest.approx(0.0, abs=1e-12)
+    lrs = [schedule.step() for _ in range(100)]
+    assert schedule.optimizer.param_groups[0]["lr"] == lrs[-1]
+    assert lrs.index(max(lrs)) == 20
+
+
+def test_onecycle_rises_over_30_percent_then_falls_linearly():
+    schedule = schedule_for(scheduler="onecycle", lr=0.4, epochs=10, min_lr_factor=0.01)
+    assert schedule.warmup_steps == 30
+    assert schedule.lr_at(0) == pytest.approx(0.4 * 0.04)
+    assert schedule.lr_at(30) == pytest.approx(0.4)
+    assert schedule.lr_at(65) == pytest.approx(0.4 * (1 - 0.99 * 0.5))
+    assert schedule.lr_at(100) == pytest.approx(0.004)
+
+
+def test_step_schedule():
+    schedule = schedule_for(scheduler="step", lr=1.0, epochs=10, step_epochs=3, step_gamma=0.5)
+    assert [schedule.lr_at(e * 10) for e in (0, 2, 3, 6, 9)] == [1.0, 1.0, 0.5, 0.25, 0.125]
+
+
+def test_plateau_divides_by_ten_when_validation_stalls_at_most_max_times():
+    schedule = schedule_for(scheduler="plateau", lr=0.01, plateau_patience=2, plateau_max_reductions=2)
+    history = [0.5, 0.6, 0.6, 0.59, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    lrs = []
+    for accuracy in history:
+        schedule.end_epoch(accuracy)
+        lrs.append(schedule.lr_at(schedule.steps_done))
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001])
+    restored = schedule_for(scheduler="plateau", lr=0.01, plateau_patience=2, plateau_max_reductions=2)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.lr_at(0) == schedule.lr_at(0) and restored.reductions == 2
+
+
+def test_googlenet_aux_losses_weigh_0_3():
+    criterion = nn.CrossEntropyLoss()
+    labels = torch.tensor([0, 1])
+    logits, aux1, aux2 = torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)
+    loss, main = training_loss(GoogLeNetOutput(logits, aux1, aux2), labels, criterion, 0.3)
+    expected = criterion(logits, labels) + 0.3 * (criterion(aux1, labels) + criterion(aux2, labels))
+    assert torch.allclose(loss, expected) and main is logits
+    plain_loss, plain = training_loss(logits, labels, criterion, 0.3)
+    assert torch.allclose(plain_loss, criterion(logits, labels)) and plain is logits
+
+
+def test_ema_follows_the_weights():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 5
+    ema.update(model)  # the first update uses min(0.9, 2/11)
+    weight = 1 - 2 / 11
+    assert torch.allclose(ema.module[0].weight, start + weight)
+    assert ema.module[1].num_batches_tracked.item() == 5  # integer buffers are copied
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    for _ in range(200):
+        ema.update(model)
+    assert torch.allclose(ema.module[0].weight, model[0].weight, atol=1e-6)
+    copy = ModelEma(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), decay=0.9)
+    copy.load_state_dict(ema.state_dict())
+    assert copy.updates == 201 and torch.equal(copy.module[0].weight, ema.module[0].weight)
+
+
+def test_evaluate_counts_and_confusion():
+    model = nn.Linear(2, 3)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0], [0, 1.0], [0, 0]]))
+        model.bias.zero_()
+    images = torch.tensor([[1.0, 0], [0, 1.0], [2.0, 0], [0, 3.0], [1.0, 0]])
+    labels = torch.tensor([0, 1, 0, 2, 1])
+    batches = [(images[:3], labels[:3]), (images[3:], labels[3:])]  # a last partial batch
+    result = evaluate(model, batches, 3, device=torch.device("cpu"))
+    assert result.num_samples == 5 and result.accuracy == pytest.approx(3 / 5)
+    assert result.confusion.tolist() == [[2, 0, 0], [1, 1, 0], [0, 1, 0]]
+    assert result.per_class_accuracy() == pytest.approx([1.0, 0.5, 0.0])
+    expected = nn.functional.cross_entropy(model(images), labels).item()
+    assert result.loss == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "file.bin"
+    atomic_write(target, lambda handle: handle.write(b"old"))
+
+    def torn(handle):
+        handle.write(b"ne")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, torn)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_rng_state_round_trip_through_weights_only_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached Gaussian in Python's state
+    save_checkpoint(tmp_path / "c.ckpt", {"rng": capture_rng_state()})
+    expected = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.randn(), torch.rand(3))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    restore_rng_state(load_checkpoint(tmp_path / "c.ckpt")["rng"])  # weights_only=True inside
+    again = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.randn(), torch.rand(3))
+    assert expected[:4] == again[:4] and torch.equal(expected[4], again[4])
+
+
+def test_damaged_checkpoint_is_a_user_error(tmp_path):
+    (tmp_path / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "last.ckpt")
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_weights_metadata_round_trip(tmp_path):
+    state = {"w": torch.arange(6.0).view(2, 3)}
+    meta = {"model": "vgg11", "num_classes": 10, "mean": [0.286], "class_names": ["a", "b/c"], "model_kwargs": {}}
+    save_weights(tmp_path / "w.safetensors", state, meta)
+    tensors, metadata = read_weights(tmp_path / "w.safetensors")
+    assert torch.equal(tensors["w"], state["w"])
+    assert {k: metadata[k] for k in meta} == meta
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(UserError, match="not a readable safetensors"):
+        read_weights(tmp_path / "junk.safetensors")
+
+
+def test_run_dir_rules(tmp_path):
+    fresh = prepare_run_dir(tmp_path / "a" / "b", resume=False, overwrite=False)
+    assert fresh.is_dir()
+    (fresh / "metrics.csv").write_text("x")
+    (fresh / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="already exists"):
+        prepare_run_dir(fresh, resume=False, overwrite=False)
+    prepare_run_dir(fresh, resume=False, overwrite=True)
+    assert sorted(p.name for p in fresh.iterdir()) == ["mine.txt"]
+    (fresh / ".last.ckpt.123.tmp").write_bytes(b"torn")
+    prepare_run_dir(fresh, resume=True, overwrite=False)
+    assert not (fresh / ".last.ckpt.123.tmp").exists()
+    with pytest.raises(UserError, match="is a file"):
+        prepare_run_dir(fresh / "mine.txt", resume=False, overwrite=False)
+    with pytest.raises(UserError, match="cannot resume"):
+        prepare_run_dir(tmp_path / "none", resume=True, overwrite=False)
+
+
+def test_confusion_matrix_figure_is_a_png(tmp_path):
+    confusion = torch.tensor([[5, 1], [0, 4]])
+    plot_confusion_matrix(tmp_path / "cm.png", confusion, ["cat", "dog"], "test")
+    data = (tmp_path / "cm.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000

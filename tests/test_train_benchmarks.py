@@ -1,0 +1,30 @@
+"""The benchmark scripts run end to end on the CPU with tiny settings."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_throughput_prints_one_json_line_per_model(fashion_mnist_dir, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    throughput = importlib.import_module("throughput")
+    assert throughput.main(["--device", "cpu", "--models", "googlenet", "--steps", "2", "--warmup", "1",
+                            "--image-size", "16", "--batch-size", "4", "--data-dir", str(fashion_mnist_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["model"] == "googlenet" and record["metric"] == "train_images_per_s"
+    assert record["value"] > 0 and record["batch_size"] == 4 and record["image_size"] == 16
+    for key in ("device", "torch_version", "date", "command"):
+        assert record[key]
+
+
+def test_passthrough_args_split_at_double_dash(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    benchlib = importlib.import_module("benchlib")
+    assert benchlib.passthrough_args(["--seeds", "1", "--", "--epochs", "2"]) == (["--seeds", "1"], ["--epochs", "2"])
+    assert benchlib.passthrough_args(["--seeds", "1"]) == (["--seeds", "1"], [])
