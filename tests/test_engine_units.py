@@ -14,7 +14,8 @@ from classicnets.engine import LRSchedule, ModelEma, TrainConfig, build_config, 
 from classicnets.engine.checkpoint import (atomic_write, capture_rng_state, load_checkpoint, read_weights,
                                            restore_rng_state, save_checkpoint, save_weights)
 from classicnets.engine.evaluate import evaluate
-from classicnets.engine.optim import build_optimizer, parameter_groups, training_loss
+from classicnets.engine.optim import build_optimizer, training_loss
+from classicnets.engine.transfer import param_groups
 from classicnets.engine.reports import plot_confusion_matrix
 from classicnets.engine.rundir import prepare_run_dir
 from classicnets.errors import UserError
@@ -81,7 +82,7 @@ def test_resume_allows_raising_epochs_only(tmp_path):
 
 def test_weight_decay_skips_biases_and_norm_parameters():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
-    decay, no_decay = parameter_groups(model, 5e-4)
+    decay, no_decay = param_groups(model, backbone_lr=0.1, head_lr=0.1, weight_decay=5e-4)
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
     assert [tuple(p.shape) for p in decay["params"]] == [(4, 1, 3, 3), (2, 4)]
     assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,), (2,)]

@@ -22,7 +22,7 @@ import yaml
 from safetensors.torch import load_file
 
 from classicnets.cli.main import main
-from classicnets.data import BatchTransform, DataBundle, DeviceBatcher, channel_mean_std
+from classicnets.data import AugmentConfig, BatchTransform, DataBundle, DeviceBatcher, channel_mean_std
 from classicnets.engine import TrainingDiverged, build_config, load_run, resume_config, train
 from classicnets.engine import loop as engine_loop
 from classicnets.engine.checkpoint import load_checkpoint
@@ -49,9 +49,10 @@ def synthetic_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def synthetic_build_data(name, *, data_dir, image_size, batch_size, eval_batch_size, device, seed,
                          val_size=6000, subset=None, augment=None, loader="auto", num_workers=2,
-                         download=True, rank=0, world_size=1) -> DataBundle:
+                         download=True, rank=0, world_size=1, **photo_options) -> DataBundle:
     """Stands in for ``classicnets.data.build_data``: 128 train, 64 val, 64 test images."""
     device = torch.device(device)
+    augment = AugmentConfig.from_dict(augment) if isinstance(augment, dict) else augment  # as build_data does
     train_images, train_labels = synthetic_images(128 + 64, seed=1)
     test_images, test_labels = synthetic_images(64, seed=2)
     train_idx, val_idx = torch.arange(128), torch.arange(128, 192)

@@ -45,6 +45,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.ckpt")
     what.add_argument("--overwrite", action="store_true", help="replace the results in an existing run directory")
 
+    transfer = p.add_argument_group("transfer and photo datasets")
+    transfer.add_argument("--pretrained", choices=("torchvision",),
+                          help="start from torchvision's ImageNet weights (vgg11-19, their _bn, googlenet_tv)")
+    transfer.add_argument("--init-from", metavar="RUN_DIR|FILE",
+                          help="load every matching tensor from a run or .safetensors file; a head of "
+                               "another class count is replaced, a 1-channel stem adapted to 3 and back")
+    transfer.add_argument("--freeze", choices=("features",), help="train the classifier head only")
+    transfer.add_argument("--backbone-lr", type=float, metavar="X",
+                          help="learning rate of everything but the head (default: --lr)")
+    transfer.add_argument("--manifest", metavar="CSV", help="split manifest from `classicnets split`")
+    transfer.add_argument("--skip-bad", action="store_true", default=None,
+                          help="leave unreadable images out (and say how many) instead of stopping")
+
     hyper = p.add_argument_group("training")
     hyper.add_argument("--epochs", type=positive_int)
     hyper.add_argument("--batch-size", type=positive_int)

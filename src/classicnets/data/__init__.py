@@ -13,6 +13,7 @@ from .build import (
     LabelledImages,
     build_data,
     get_dataset_source,
+    is_known_dataset,
     list_datasets,
     register_dataset,
     resolve_data_dir,
@@ -27,7 +28,7 @@ register_dataset(DatasetSource("fashion-mnist", FASHION_MNIST_CLASSES, load_fash
 __all__ = [
     "FASHION_MNIST_CLASSES", "AugmentConfig", "BatchTransform", "Batcher", "DataBundle", "DatasetSource",
     "DeviceBatcher", "ImageTensorDataset", "LabelledImages", "LoaderBatcher", "build_data", "channel_mean_std",
-    "derive_seed", "get_dataset_source", "list_datasets", "load_fashion_mnist", "random_crop", "random_erasing",
+    "derive_seed", "get_dataset_source", "is_known_dataset", "list_datasets", "load_fashion_mnist", "random_crop", "random_erasing",
     "random_hflip", "register_dataset", "resize", "resolve_data_dir", "scaled_val_size", "split_indices",
     "stratified_split",
 ]

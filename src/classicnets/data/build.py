@@ -6,7 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -56,7 +56,16 @@ def register_dataset(source: DatasetSource) -> None:
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    """Every dataset name ``build_data`` takes; ``folder:PATH`` stands for any image folder."""
+    from .photos import list_photo_datasets
+
+    return sorted([*_DATASETS, *list_photo_datasets()])
+
+
+def is_known_dataset(name: str) -> bool:
+    from .photos import is_photo_dataset
+
+    return name in _DATASETS or is_photo_dataset(name)
 
 
 def get_dataset_source(name: str) -> DatasetSource:
@@ -109,13 +118,29 @@ def build_data(
     download: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    **photo_options: Any,
 ) -> DataBundle:
     """Load a dataset, split it, and return train/val/test batchers on ``device``.
 
     ``augment=None`` means no augmentation. ``loader``: ``"device"`` keeps the uint8
     images on ``device``; ``"dataloader"`` reads them through a DataLoader with
     ``num_workers`` workers; ``"auto"`` picks ``"device"`` (the supported datasets fit).
+    Photo datasets (cats-vs-dogs, cifar10, stl10, ``folder:PATH``) go to
+    :func:`~classicnets.data.photos.build_photo_data`, which also takes
+    ``photo_options`` (manifest, skip_bad, mean, std, cache_dir, ...).
     """
+    from .photos import build_photo_data, is_photo_dataset
+
+    common = dict(data_dir=data_dir, image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                  device=device, seed=seed, val_size=val_size, subset=subset, augment=augment, loader=loader,
+                  num_workers=num_workers, download=download, rank=rank, world_size=world_size)
+    if is_photo_dataset(name):
+        return build_photo_data(name, **common, **photo_options)
+    given = sorted(key for key, value in photo_options.items() if value not in (None, False))
+    if given:
+        raise UserError(f"{', '.join(given)} only apply to photo datasets, not {name}.")
+    if isinstance(augment, dict):
+        augment = AugmentConfig.from_dict(augment)
     source = get_dataset_source(name)
     _check_arguments(image_size, batch_size, eval_batch_size, seed, loader, num_workers, rank, world_size)
     train_file, test_file = source.load(resolve_data_dir(data_dir), download)

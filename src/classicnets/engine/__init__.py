@@ -10,10 +10,10 @@ from .config import TrainConfig, build_config, load_recipe, resume_config
 from .ema import ModelEma
 from .evaluate import EvalResult, evaluate
 from .loop import EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted, train
-from .optim import LRSchedule, build_optimizer, parameter_groups, training_loss
+from .optim import LRSchedule, build_optimizer, training_loss
 
 __all__ = [
     "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EvalResult", "LRSchedule", "ModelEma", "TrainConfig",
     "TrainingDiverged", "TrainingInterrupted", "build_config", "build_optimizer", "evaluate", "load_recipe",
-    "load_run", "parameter_groups", "read_weights", "resume_config", "train", "training_loss",
+    "load_run", "read_weights", "resume_config", "train", "training_loss",
 ]

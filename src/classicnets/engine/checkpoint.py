@@ -117,10 +117,11 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     if not weights_path.is_file():
         raise UserError(f"{path} has no {BEST_WEIGHTS}; has its first epoch finished?")
     tensors, metadata = read_weights(weights_path)
-    model = create_model(metadata["model"], num_classes=metadata["num_classes"],
-                         in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
+    with torch.device("meta"):  # no memory and no initialisation: every tensor comes from the file
+        model = create_model(metadata["model"], num_classes=metadata["num_classes"],
+                             in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as error:
         raise UserError(f"{weights_path} does not fit {metadata['model']} ({_first_line(error)}).") from None
     return model.to(device).eval(), metadata

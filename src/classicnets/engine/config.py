@@ -48,11 +48,21 @@ class TrainConfig:
     out: str | None = None  # None: runs/<model>-<dataset>-<timestamp>
     model_kwargs: dict = field(default_factory=dict)  # passed to create_model, e.g. {aux_logits: false}
 
+    # transfer: where the starting weights come from and what trains
+    pretrained: str | None = None  # "torchvision": its ImageNet weights, where the network has them
+    init_from: str | None = None  # a run directory or .safetensors file; every matching tensor is loaded
+    freeze: str | None = None  # "features": train the classifier head only
+    backbone_lr: float | None = None  # lr of everything but the head (None: lr); scheduled like lr
+
     # data
     image_size: int = 28
     subset: int | None = None  # use only this many training images (a quick look)
     val_size: int = 6000  # held out from the 60,000 training images, stratified
-    augment: dict = field(default_factory=lambda: {"crop_padding": 4, "hflip": True, "erasing": 0.0})
+    augment: dict = field(default_factory=dict)  # the dataset's augmentation options; unset keys keep defaults
+    manifest: str | None = None  # photo datasets: a split CSV from `classicnets split`
+    skip_bad: bool = False  # photo datasets: leave unreadable images out instead of stopping
+    mean: list | None = None  # per-channel normalisation; None: computed on the training split
+    std: list | None = None
     loader: str = "auto"  # "device": whole split resident on the device; "dataloader": torch DataLoader
     num_workers: int = 2
 
@@ -125,8 +135,26 @@ class TrainConfig:
         self.betas = [_coerce("betas", beta, float, "config") for beta in self.betas]
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise UserError(f"betas must be two numbers in [0, 1), got {self.betas}.")
-        self.augment = validate_augment(self.augment)
+        self.augment = validate_augment(self.augment, self.dataset)
+        self._validate_transfer()
+        for name in ("mean", "std"):
+            if getattr(self, name) is not None:
+                setattr(self, name, [_coerce(name, v, float, "config") for v in getattr(self, name)])
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std)):
+            raise UserError("mean and std must be given together, one number per channel each.")
+        if self.std is not None and not all(v > 0 for v in self.std):
+            raise UserError(f"std must be positive per channel, got {self.std}.")
         return self
+
+    def _validate_transfer(self) -> None:
+        if self.pretrained is not None:
+            _check_choice("pretrained", self.pretrained, ("torchvision",))
+        if self.freeze is not None:
+            _check_choice("freeze", self.freeze, ("features",))
+        if self.pretrained and self.init_from:
+            raise UserError("pretrained and init_from both choose the starting weights; give only one.")
+        if self.backbone_lr is not None:
+            _check_at_least("backbone_lr", self.backbone_lr, 0)
 
     @property
     def effective_eval_batch_size(self) -> int:
@@ -211,7 +239,16 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     return saved.validate()
 
 
-def validate_augment(augment: Any) -> dict[str, Any]:
+def validate_augment(augment: Any, dataset: str = "fashion-mnist") -> dict[str, Any]:
+    """The complete augmentation options of ``dataset``: photos take random-resized-crop and
+    colour jitter (:class:`~classicnets.data.photo_augment.PhotoAugmentConfig`), Fashion-MNIST
+    a padded crop, flip and erasing."""
+    from ..data.photos import is_photo_dataset
+
+    if is_photo_dataset(dataset):
+        from ..data.photo_augment import PhotoAugmentConfig
+
+        return PhotoAugmentConfig.from_dict(augment).to_dict()
     if not isinstance(augment, dict):
         raise UserError(f"augment must be a mapping with keys {', '.join(AUGMENT_KEYS)}, got {augment!r}.")
     unknown = sorted(set(augment) - set(AUGMENT_KEYS))

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import AugmentConfig, build_data, list_datasets
+from ..data import build_data, is_known_dataset, list_datasets
 from ..errors import UserError
 from ..models import create_model, get_model_entry
+from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
                          restore_rng_state, save_checkpoint, save_weights)
 from .config import TrainConfig
@@ -48,6 +49,7 @@ from .evaluate import autocast_for, evaluate
 from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
 from .progress import EpochProgress, epoch_line, say
 from .reports import format_per_class, git_commit, plot_confusion_matrix, plot_curves, write_json, write_metrics_csv
+from .transfer import freeze_features, init_from
 from .rundir import (CONFIG_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PENDING_BEST, SUMMARY_FILE,
                      default_run_dir, prepare_run_dir)
 
@@ -68,7 +70,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     session_start = time.perf_counter()
     config.validate()
     get_model_entry(config.model)  # unknown names fail before anything is written
-    if config.dataset not in list_datasets():
+    if not is_known_dataset(config.dataset):
         raise UserError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(list_datasets())}.")
     device = resolve_device(config.device)
     run_dir = Path(config.out or default_run_dir(config.model, config.dataset))
@@ -102,13 +104,10 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     data = build_data(
         config.dataset, data_dir=config.data_dir, image_size=config.image_size, batch_size=config.batch_size,
         eval_batch_size=config.effective_eval_batch_size, device=device, seed=config.seed,
-        val_size=config.val_size, subset=config.subset, augment=AugmentConfig.from_dict(config.augment),
-        loader=config.loader, num_workers=config.num_workers)
-    try:
-        model = create_model(config.model, num_classes=data.num_classes, in_chans=data.in_chans,
-                             **config.model_kwargs)
-    except TypeError as error:
-        raise UserError(f"model_kwargs {config.model_kwargs} do not fit {config.model} ({error}).") from None
+        val_size=config.val_size, subset=config.subset, augment=config.augment,
+        loader=config.loader, num_workers=config.num_workers,
+        manifest=config.manifest, skip_bad=config.skip_bad, mean=config.mean, std=config.std)
+    model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans)
     channels_last = device.type == "cuda" and config.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = build_optimizer(model, config, device)
@@ -123,7 +122,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     weights_metadata = {
         "model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
         "in_chans": data.in_chans, "image_size": data.image_size, "mean": data.mean, "std": data.std,
-        "class_names": data.class_names, "model_kwargs": config.model_kwargs,
+        "class_names": data.class_names, "model_kwargs": model_kwargs,
     }
 
     # ---- where we are: fresh, or restored from last.ckpt
@@ -246,6 +245,30 @@ def diverged_message(loss: float, epoch: int, step: int, run_dir: Path, epochs_d
             else "no epoch had finished, so nothing was saved")
     return (f"training diverged: the loss became {loss} in epoch {epoch} by step {step}; {kept}; lower the "
             f"learning rate (lr {lr:g}) or set grad_clip, then start again with --overwrite.")
+
+
+def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int) -> tuple[nn.Module, dict]:
+    """The network to train, with its starting weights and frozen parts as configured.
+
+    Returns the model and the builder settings that rebuild it (torchvision's GoogLeNet
+    weights switch on ``transform_input``, which later commands must know).
+    """
+    try:
+        model = create_model(config.model, num_classes=num_classes, in_chans=in_chans,
+                             pretrained=config.pretrained, **config.model_kwargs)
+    except TypeError as error:
+        raise UserError(f"model_kwargs {config.model_kwargs} do not fit {config.model} ({error}).") from None
+    model_kwargs = dict(config.model_kwargs)
+    if config.pretrained:
+        report = port_report(model)
+        model_kwargs.update(report.model_kwargs)
+        say(f"started from torchvision's ImageNet weights: {report.summary()}")
+    if config.init_from:
+        say(f"started from {config.init_from}:\n{init_from(model, config.init_from)}")
+    if config.freeze == "features":
+        frozen = freeze_features(model)
+        say(f"froze the {frozen:,} parameters outside the classifier head")
+    return model, model_kwargs
 
 
 def settle_pending_best(run_dir: Path, committed_best_epoch: int) -> None:

@@ -18,23 +18,20 @@ import torch
 from torch import nn
 
 from ..models import GoogLeNetOutput
+from ..errors import UserError
 from .config import TrainConfig
+from .transfer import param_groups
 
 ONECYCLE_DEFAULT_RISE = 0.3  # fraction of training one-cycle rises over when warmup_epochs is 0
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: weights that decay (ndim >= 2) and biases/norm parameters that do not."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay)
+    # Body and head, each split into decaying weights and non-decaying 1-D parameters;
+    # frozen parameters are left out. Each group's lr_scale is applied by LRSchedule.
+    backbone_lr = config.lr if config.backbone_lr is None else config.backbone_lr
+    groups = param_groups(model, backbone_lr=backbone_lr, head_lr=config.lr, weight_decay=config.weight_decay)
+    if not groups:
+        raise UserError("nothing to train: every parameter is frozen.")
     fused = {"fused": True} if device.type == "cuda" else {}  # one kernel per step on the GPU
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
@@ -94,7 +91,7 @@ class LRSchedule:
     def step(self) -> float:
         lr = self.lr_at(self.steps_done)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # the body may train slower than the head
         self.steps_done += 1
         return lr
 

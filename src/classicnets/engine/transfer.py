@@ -214,7 +214,7 @@ def param_groups(model: nn.Module, backbone_lr: float, head_lr: float,
     """
     if not (backbone_lr >= 0 and head_lr > 0):
         raise UserError(f"learning rates must be positive (the body's may be 0), got {backbone_lr} and {head_lr}.")
-    heads = head_module_names(model)
+    heads = head_module_names(model) if backbone_lr != head_lr else []  # one lr: no need to find the head
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:

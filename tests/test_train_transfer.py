@@ -1,0 +1,92 @@
+"""Training on an image folder, starting from another run: the transfer path end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from classicnets.data import build_data
+from classicnets.engine import build_config, train
+from classicnets.engine import loop as engine_loop
+from classicnets.engine.optim import LRSchedule, build_optimizer
+from classicnets.models import create_model
+
+from test_train import fast_config, synthetic_data  # noqa: F401  (fixture)
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+def write_folder(root: Path, per_class: int = 10, size: int = 20) -> Path:
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            noise = rng.integers(-30, 31, (size, size, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CLASSICNETS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_folder_run_starts_from_a_grey_run_with_frozen_features(synthetic_data, tmp_path, cache_dir, capsys,
+                                                                 monkeypatch):
+    grey_run = tmp_path / "grey"
+    train(fast_config(grey_run, epochs=1), quiet=True)  # 1 channel, 4 classes, synthetic data
+    monkeypatch.setattr(engine_loop, "build_data", build_data)  # the real data layer for the folder
+    folder = write_folder(tmp_path / "photos")
+    capsys.readouterr()
+
+    config = build_config(None, {
+        "model": "googlenet", "model_kwargs": {"aux_logits": False}, "dataset": f"folder:{folder}",
+        "init_from": str(grey_run), "freeze": "features", "image_size": 16, "batch_size": 8,
+        "epochs": 1, "lr": 0.05, "device": "cpu", "out": str(tmp_path / "colour"),
+    })
+    summary = train(config, quiet=True)
+    out = capsys.readouterr().out
+    assert "adapted" in out and "conv1.conv.weight" in out  # 1 -> 3 channel stem
+    assert "froze the" in out
+    assert summary["test_images"] == 3  # 10% of 30 images, stratified: one per class
+
+    before = load_file(grey_run / "best.safetensors")
+    after = load_file(tmp_path / "colour" / "best.safetensors")
+    # The frozen body keeps the grey run's weights (the stem replicated over RGB, scaled by 1/3) ...
+    assert torch.equal(after["inception4a.branch1x1.conv.weight"], before["inception4a.branch1x1.conv.weight"])
+    torch.testing.assert_close(after["conv1.conv.weight"], before["conv1.conv.weight"].repeat(1, 3, 1, 1) / 3)
+    # ... and the new 3-class head trained.
+    assert after["fc.weight"].shape == (3, 1024)
+
+
+def test_backbone_and_head_learning_rates_follow_the_schedule():
+    model = create_model("vgg11", num_classes=3, in_chans=1)
+    config = build_config(None, {"model": "vgg11", "lr": 0.1, "backbone_lr": 0.01, "scheduler": "cosine",
+                                 "epochs": 2, "device": "cpu"})
+    optimizer = build_optimizer(model, config, torch.device("cpu"))
+    schedule = LRSchedule(optimizer, config, steps_per_epoch=10)
+    schedule.step()
+    lrs = {(group["name"], group["weight_decay"] > 0): group["lr"] for group in optimizer.param_groups}
+    assert lrs == {("backbone", True): pytest.approx(0.01), ("backbone", False): pytest.approx(0.01),
+                   ("head", True): pytest.approx(0.1), ("head", False): pytest.approx(0.1)}
+    head = {id(p) for p in model.classifier.parameters()}
+    for group in optimizer.param_groups:
+        assert all((id(p) in head) == (group["name"] == "head") for p in group["params"])
+
+
+def test_photo_augment_options_are_checked_for_photo_datasets(tmp_path):
+    from classicnets.errors import UserError
+
+    config = build_config(None, {"model": "vgg11", "dataset": "cats-vs-dogs", "augment": {"brightness": 0.2}})
+    assert config.augment["brightness"] == 0.2 and config.augment["hflip"] is True  # defaults fill in
+    with pytest.raises(UserError, match="crop_padding"):
+        build_config(None, {"model": "vgg11", "dataset": "cats-vs-dogs", "augment": {"crop_padding": 4}})
+    with pytest.raises(UserError, match="brightness"):
+        build_config(None, {"model": "vgg11", "augment": {"brightness": 0.2}})  # Fashion-MNIST has no jitter
