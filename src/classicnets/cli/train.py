@@ -20,14 +20,25 @@ that would change what is learned are refused if they differ from the saved valu
 --epochs may be raised (the schedule is re-planned over the new total), and --data-dir,
 --device, --compile and --quiet may change.
 
+several processes (DistributedDataParallel; see the README's "Multi-GPU and multi-node"):
+  classicnets train --nproc 4 ...            one machine, 4 processes (runs torchrun for you)
+  torchrun --nproc_per_node 4 -m classicnets train ...    the same, or multi-node with
+      --nnodes N --node-rank I --rdzv-backend c10d --rdzv-endpoint HOST:PORT
+--batch-size is per process: global batch = batch size x processes x --grad-accum-steps.
+--lr is NOT scaled for you: scale it with the global batch (linear rule, Goyal et al.).
+Each rank trains on a disjoint shard of every epoch; validation and test figures cover
+the whole split; rank 0 alone prints and writes files. A rank that fails stops the job.
+--resume works the same way (every rank reads last.ckpt); bit-exact resume is promised
+for single-process runs only.
+
 exit status: 0 done; 2 bad input (unknown model or dataset, bad number, existing or
 unwritable run directory, missing data); 3 training diverged (NaN or infinite loss;
 last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --resume).
 """
 
 # flag destination -> TrainConfig field, for flags whose names differ
-FIELD_NAMES = {"tta": "tta_flip"}
-NOT_CONFIG = {"command", "run", "recipe", "resume", "overwrite", "quiet"}
+FIELD_NAMES = {"tta": "tta_flip", "dist_timeout": "dist_timeout_minutes"}
+NOT_CONFIG = {"command", "run", "recipe", "resume", "overwrite", "quiet", "nproc"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,8 +71,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     hyper = p.add_argument_group("training")
     hyper.add_argument("--epochs", type=positive_int)
-    hyper.add_argument("--batch-size", type=positive_int)
-    hyper.add_argument("--lr", type=positive_float, help="peak learning rate")
+    hyper.add_argument("--batch-size", type=positive_int, help="per process (see the epilog for the global batch)")
+    hyper.add_argument("--lr", type=positive_float, help="peak learning rate (never scaled with the global batch)")
+    hyper.add_argument("--grad-accum-steps", type=positive_int, metavar="K",
+                       help="add the gradients of K batches before each optimizer step")
     hyper.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
     hyper.add_argument("--scheduler", choices=("cosine", "onecycle", "step", "plateau"),
                        help="plateau = the VGG paper's divide-by-10 when validation accuracy stalls")
@@ -90,6 +103,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--deterministic", action="store_true", default=None,
                            help="deterministic algorithms, everything seeded: a rerun or a resumed run "
                                 "matches bit for bit on the same machine and thread count")
+    run_group.add_argument("--nproc", type=positive_int, metavar="N",
+                           help="train with N processes on this machine (launches torchrun; one GPU each)")
+    run_group.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+                           help="several processes: batch-norm statistics over the global batch")
+    run_group.add_argument("--dist-timeout", type=positive_float, metavar="MINUTES",
+                           help="several processes: a rank waiting longer than this on the others fails "
+                                "the job (default 10)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     p.set_defaults(run=run)
 
@@ -100,7 +120,53 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             if name not in NOT_CONFIG and value is not None}
 
 
+def without_option(argv: list[str], flag: str) -> list[str]:
+    """``argv`` with ``flag VALUE`` / ``flag=VALUE`` removed."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(f"{flag}="):
+            kept.append(item)
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..engine.distributed import env_rank, launch_torchrun, launched_by_torchrun
+    from ..errors import UserError
+
+    if args.nproc is not None:
+        if launched_by_torchrun():
+            raise UserError("--nproc launches torchrun itself; do not give it to a run that torchrun started.")
+        check_settings(args)  # one clear error here rather than one per rank from torchrun
+        return launch_torchrun(args.nproc, without_option(sys.argv[1:], "--nproc"))
+    try:
+        return _run(args)
+    except UserError as error:
+        if launched_by_torchrun():
+            raise UserError(f"rank {env_rank()}: {error}") from None
+        raise
+    except Exception as error:
+        if launched_by_torchrun():  # torchrun stops the others; say which rank it was and why
+            print(f"classicnets train: error: rank {env_rank()} failed with {type(error).__name__}: {error}",
+                  file=sys.stderr, flush=True)
+        raise
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """Raise the UserError a run would raise for its settings or model name, without running it."""
+    from ..engine import build_config, resume_config
+    from ..models import get_model_entry
+
+    if args.resume:
+        resume_config(args.resume, overrides_from_args(args))
+    else:
+        get_model_entry(build_config(args.recipe, overrides_from_args(args)).model)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..engine import (EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted,
                           build_config, resume_config, train)

@@ -34,7 +34,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 AUGMENT_KEYS = ("crop_padding", "hflip", "erasing")
 
 # Settings that may change on --resume without changing what the network learns.
-RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval"})
+RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval",
+                            "dist_timeout_minutes"})
 
 
 @dataclass
@@ -68,7 +69,8 @@ class TrainConfig:
 
     # optimisation
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # per rank under torchrun: global batch = batch_size x world size x grad_accum_steps
+    grad_accum_steps: int = 1  # micro-batches summed into one optimizer step (lr is never auto-scaled)
     eval_batch_size: int | None = None  # None: twice the batch size
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -104,6 +106,8 @@ class TrainConfig:
     compile_mode: str = "default"
     deterministic: bool = False
     log_interval: int = 20  # steps between progress updates (each one synchronises the GPU)
+    sync_bn: bool = False  # torchrun: batch-norm statistics over the global batch (SyncBatchNorm)
+    dist_timeout_minutes: float = 10.0  # torchrun: a collective waiting longer than this fails the job
 
     def validate(self) -> "TrainConfig":
         """Coerce every field to its type; raise :class:`UserError` on the first setting that cannot work."""
@@ -117,7 +121,7 @@ class TrainConfig:
         _check_choice("loader", self.loader, LOADERS)
         _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
         for name in ("epochs", "batch_size", "image_size", "val_size", "step_epochs",
-                     "plateau_patience", "log_interval"):
+                     "plateau_patience", "log_interval", "grad_accum_steps"):
             _check_at_least(name, getattr(self, name), 1)
         for name in ("subset", "eval_batch_size"):
             if getattr(self, name) is not None:
@@ -126,6 +130,7 @@ class TrainConfig:
                      "momentum", "aux_weight", "warmup_epochs", "min_lr_factor"):
             _check_at_least(name, getattr(self, name), 0)
         _check_positive("lr", self.lr)
+        _check_positive("dist_timeout_minutes", self.dist_timeout_minutes)
         if self.grad_clip is not None:
             _check_positive("grad_clip", self.grad_clip)
         for name in ("label_smoothing", "warmup_start_factor", "step_gamma", "plateau_factor"):

@@ -1,4 +1,8 @@
-"""Evaluation over a whole split: loss, accuracy and the confusion matrix."""
+"""Evaluation over a whole split: loss, accuracy and the confusion matrix.
+
+Under ``torchrun`` each rank evaluates its own disjoint shard of the split and the sums
+are added over ranks, so every rank (and rank 0's report) sees the whole split's figures.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .distributed import all_reduce_sum
 
 
 @dataclass
@@ -42,12 +48,14 @@ def evaluate(
     tta_flip: bool = False,
 ) -> EvalResult:
     """Run ``model`` in eval mode over every batch; ``tta_flip`` averages the logits of
-    each image and its mirror image. Sums stay on the device: one sync at the end."""
+    each image and its mirror image. Sums stay on the device: one sync at the end.
+
+    In a distributed job every rank must call this (with its shard); the result is global."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    count = 0
+    count = torch.zeros((), dtype=torch.int64, device=device)
     for images, labels in batches:
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -61,6 +69,9 @@ def evaluate(
         confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
         count += labels.numel()
     model.train(was_training)
+    for total in (loss_sum, confusion, count):
+        all_reduce_sum(total)
+    count = int(count.item())
     confusion = confusion.view(num_classes, num_classes).cpu()
     return EvalResult(
         loss=loss_sum.item() / max(count, 1),

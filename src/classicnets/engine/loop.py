@@ -18,6 +18,11 @@ an interrupted and resumed run ends with exactly the weights and metrics of an
 uninterrupted one: the data order depends on (seed, epoch) only, and the checkpoint
 holds every other source of state (optimizer, schedule, EMA, random generators).
 
+Distributed (``torchrun``, see distributed.py): every rank trains on its own shard with
+DistributedDataParallel, validation and test figures are summed over ranks, and rank 0
+alone prints and writes files, followed by a barrier so the others read what it wrote.
+Exact bit-equality on resume is promised for single-process runs only.
+
 Failures: a non-finite loss raises :class:`TrainingDiverged` (the CLI exits with status
 3) and leaves the last checkpoint as it was; Ctrl-C raises :class:`TrainingInterrupted`
 (status 130) with the command that resumes the run.
@@ -37,13 +42,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import build_data, is_known_dataset, list_datasets
+from ..data import build_data, derive_seed, is_known_dataset, list_datasets
 from ..errors import UserError
 from ..models import create_model, get_model_entry
 from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
                          restore_rng_state, save_checkpoint, save_weights)
 from .config import TrainConfig
+from .distributed import (DistContext, all_reduce_sum, barrier, init_distributed, rank_device,
+                          teardown_distributed)
 from .ema import ModelEma
 from .evaluate import autocast_for, evaluate
 from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
@@ -75,11 +82,17 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     device = resolve_device(config.device)
     run_dir = Path(config.out or default_run_dir(config.model, config.dataset))
     created = not run_dir.exists()
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    config.out = str(run_dir)
+    context = init_distributed(device, config.dist_timeout_minutes)
+    device = rank_device(device, context)
     try:
-        with reproducibility(config, device):
-            return _train(config, run_dir, device, resume, quiet, session_start)
+        if config.sync_bn and context.enabled and device.type != "cuda":
+            raise UserError("sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); drop --sync-bn on the CPU.")
+        if context.is_main:
+            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        barrier()  # the directory exists (and was cleared) before any rank looks into it
+        config.out = str(run_dir)
+        with reproducibility(config, device), silenced_unless(context.is_main):
+            return _train(config, run_dir, device, resume, quiet or not context.is_main, session_start, context)
     except KeyboardInterrupt:
         if (run_dir / LAST_CHECKPOINT).is_file():
             raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "
@@ -87,12 +100,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         raise TrainingInterrupted("interrupted before the first epoch finished; nothing to resume, "
                                   "start again with --overwrite") from None
     finally:
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        if context.is_main and created and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a run that failed while setting up leaves nothing behind
+        if context.enabled:
+            teardown_distributed()
 
 
 def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool, quiet: bool,
-           session_start: float) -> dict[str, Any]:
+           session_start: float, context: DistContext) -> dict[str, Any]:
     checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT) if resume else None
     finished = checkpoint is not None and checkpoint["progress"]["epoch"] >= config.epochs
     if finished and (run_dir / SUMMARY_FILE).is_file():  # without a summary, only the test is left to do
@@ -106,19 +121,24 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         eval_batch_size=config.effective_eval_batch_size, device=device, seed=config.seed,
         val_size=config.val_size, subset=config.subset, augment=config.augment,
         loader=config.loader, num_workers=config.num_workers,
-        manifest=config.manifest, skip_bad=config.skip_bad, mean=config.mean, std=config.std)
+        manifest=config.manifest, skip_bad=config.skip_bad, mean=config.mean, std=config.std,
+        rank=context.rank, world_size=context.world_size)
     model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans)
+    if config.sync_bn and context.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints stay plain
     channels_last = device.type == "cuda" and config.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = build_optimizer(model, config, device)
-    schedule = LRSchedule(optimizer, config, steps_per_epoch=len(data.train))
+    accum_steps = config.grad_accum_steps
+    schedule = LRSchedule(optimizer, config, steps_per_epoch=math.ceil(len(data.train) / accum_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
     eval_model = ema.module if ema is not None else model  # what is validated, kept and tested
     autocast = autocast_for(device, config.bf16)
     use_cuda_graphs = config.compile and device.type == "cuda" and config.compile_mode in (
         "reduce-overhead", "max-autotune")
-    step_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
+    ddp_model = wrap_data_parallel(model, device, context)  # model itself stays the plain module
+    step_model = torch.compile(ddp_model, mode=config.compile_mode) if config.compile else ddp_model
     weights_metadata = {
         "model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
         "in_chans": data.in_chans, "image_size": data.image_size, "mean": data.mean, "std": data.std,
@@ -135,15 +155,23 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
         progress = checkpoint["progress"]
-        settle_pending_best(run_dir, progress["best_epoch"])
-        write_metrics_csv(run_dir / METRICS_FILE, progress["history"])  # it may be one epoch ahead
+        if context.is_main:
+            settle_pending_best(run_dir, progress["best_epoch"])
+            write_metrics_csv(run_dir / METRICS_FILE, progress["history"])  # it may be one epoch ahead
         restore_rng_state(checkpoint["rng"])  # last: everything above may draw random numbers
+    if not context.is_main:
+        # Identical initial weights came from the shared seed (and DDP broadcasts rank 0's
+        # anyway); dropout must differ per rank. Rank 0 keeps the single-process stream.
+        seed_everything(derive_seed(config.seed, "rank", context.rank, progress["epoch"]) % 2**32)
     wall_before = progress["wall_seconds"]
-    config.save(run_dir / CONFIG_FILE)  # only now: a run that failed to set up leaves no config behind
+    if context.is_main:
+        config.save(run_dir / CONFIG_FILE)  # only now: a run that failed to set up leaves no config behind
     say(f"{'resuming' if resume else 'training'} {config.model} on {config.dataset} "
         f"({data.split_sizes['train']:,} train / {data.split_sizes['val']:,} val / "
         f"{data.split_sizes['test']:,} test images, {data.image_size} px) on {device_name(device)}, "
-        f"epochs {progress['epoch'] + 1}-{config.epochs}; run directory {run_dir}")
+        f"epochs {progress['epoch'] + 1}-{config.epochs}; run directory {run_dir}"
+        + (f"; {context.world_size} ranks, global batch {config.batch_size * context.world_size * accum_steps}"
+           if context.enabled else ""))
 
     # ---- the loop
     for epoch in range(progress["epoch"] + 1, config.epochs + 1):
@@ -157,18 +185,26 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         for step, (images, labels) in enumerate(data.train, start=1):
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            lr = schedule.step()
+            # Gradient accumulation: micro-steps [first, last] make one optimizer step; the
+            # epoch's final group may be shorter, so its loss is divided by its own length.
+            group_start = (step - 1) // accum_steps * accum_steps + 1
+            group_length = min(accum_steps, len(data.train) - group_start + 1)
+            last_micro_step = step == group_start + group_length - 1
+            if step == group_start:
+                lr = schedule.step()
+                optimizer.zero_grad(set_to_none=True)
             if use_cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            with autocast:
-                outputs = step_model(images)
-                loss, logits = training_loss(outputs, labels, criterion, config.aux_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(model, config.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update(model)
+            with gradient_sync(ddp_model, last_micro_step):  # all-reduce only on the last micro-step
+                with autocast:
+                    outputs = step_model(images)
+                    loss, logits = training_loss(outputs, labels, criterion, config.aux_weight)
+                (loss / group_length if group_length > 1 else loss).backward()
+            if last_micro_step:
+                clip_gradients(model, config.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    ema.update(model)
             loss_sum += loss.detach() * labels.numel()
             correct += (logits.argmax(dim=1) == labels).sum()
             seen += labels.numel()
@@ -183,30 +219,37 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
                 last_logged = step
         bar.close()
         train_seconds = time.perf_counter() - epoch_start
+        # the whole job's figures: [loss sum, correct, images] summed over ranks
+        train_totals = all_reduce_sum(torch.stack([loss_sum, correct.double(),
+                                                   torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+        train_loss_sum, train_correct, train_seen = train_totals.tolist()
 
         val = evaluate(eval_model, data.val, data.num_classes, device=device, bf16=config.bf16,
                        channels_last=channels_last, tta_flip=config.tta_flip)
         schedule.end_epoch(val.accuracy)
-        row = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+        row = {"epoch": epoch, "train_loss": train_loss_sum / train_seen, "train_acc": train_correct / train_seen,
                "val_loss": val.loss, "val_acc": val.accuracy, "lr": lr,
-               "epoch_seconds": time.perf_counter() - epoch_start, "images_per_s": seen / train_seconds}
+               "epoch_seconds": time.perf_counter() - epoch_start, "images_per_s": train_seen / train_seconds}
         improved = val.accuracy > progress["best_val_acc"]
         if improved:
             progress.update(best_val_acc=val.accuracy, best_epoch=epoch)
-            save_weights(run_dir / PENDING_BEST, eval_model.state_dict(),
-                         {**weights_metadata, "epoch": epoch, "val_accuracy": val.accuracy})
         progress["history"].append(row)
         progress["epoch"] = epoch
         progress["wall_seconds"] = wall_before + time.perf_counter() - session_start
-        save_checkpoint(run_dir / LAST_CHECKPOINT, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "rng": capture_rng_state(), "progress": progress, "model_name": config.model,
-        })  # the epoch is now committed
-        settle_pending_best(run_dir, progress["best_epoch"])
-        write_metrics_csv(run_dir / METRICS_FILE, progress["history"])
-        plot_curves(run_dir / CURVES_FILE, progress["history"], f"{config.model} on {config.dataset}")
-        say(epoch_line(row, config.epochs, improved))
+        if context.is_main:
+            if improved:
+                save_weights(run_dir / PENDING_BEST, eval_model.state_dict(),
+                             {**weights_metadata, "epoch": epoch, "val_accuracy": val.accuracy})
+            save_checkpoint(run_dir / LAST_CHECKPOINT, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "rng": capture_rng_state(), "progress": progress, "model_name": config.model,
+            })  # the epoch is now committed
+            settle_pending_best(run_dir, progress["best_epoch"])
+            write_metrics_csv(run_dir / METRICS_FILE, progress["history"])
+            plot_curves(run_dir / CURVES_FILE, progress["history"], f"{config.model} on {config.dataset}")
+            say(epoch_line(row, config.epochs, improved))
+        barrier()  # no rank runs ahead of the committed checkpoint and best weights
 
     # ---- the test split, once, with the best weights
     best_weights, best_metadata = read_weights(run_dir / BEST_WEIGHTS)
@@ -222,7 +265,8 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         "per_class_test_accuracy": per_class,
         "best_epoch": best_metadata["epoch"], "best_val_accuracy": best_metadata["val_accuracy"],
         "epochs": config.epochs, "image_size": data.image_size, "split_sizes": data.split_sizes,
-        "ema": ema is not None, "tta_flip": config.tta_flip,
+        "ema": ema is not None, "tta_flip": config.tta_flip, "world_size": context.world_size,
+        "global_batch_size": config.batch_size * context.world_size * accum_steps,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "train_images_per_s": sum(r["images_per_s"] for r in steady) / len(steady),
         "wall_time_s": wall_before + time.perf_counter() - session_start,
@@ -230,9 +274,11 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         "git_commit": git_commit(Path(__file__).resolve().parent),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_dir": str(run_dir),
     }
-    write_json(run_dir / SUMMARY_FILE, summary)
-    plot_confusion_matrix(run_dir / CONFUSION_FILE, test.confusion, data.class_names,
-                          f"{config.model} on {config.dataset} test: {100 * test.accuracy:.2f}%")
+    if context.is_main:
+        write_json(run_dir / SUMMARY_FILE, summary)
+        plot_confusion_matrix(run_dir / CONFUSION_FILE, test.confusion, data.class_names,
+                              f"{config.model} on {config.dataset} test: {100 * test.accuracy:.2f}%")
+    barrier()  # the job ends once the results are on disk
     say(f"per-class test accuracy:\n{format_per_class(per_class)}")
     say(f"test accuracy: {100 * test.accuracy:.2f}% (loss {test.loss:.4f}, {test.num_samples:,} images; "
         f"weights of epoch {summary['best_epoch']}, best validation accuracy "
@@ -245,6 +291,35 @@ def diverged_message(loss: float, epoch: int, step: int, run_dir: Path, epochs_d
             else "no epoch had finished, so nothing was saved")
     return (f"training diverged: the loss became {loss} in epoch {epoch} by step {step}; {kept}; lower the "
             f"learning rate (lr {lr:g}) or set grad_clip, then start again with --overwrite.")
+
+
+def wrap_data_parallel(model: nn.Module, device: torch.device, context: DistContext) -> nn.Module:
+    """DistributedDataParallel around ``model`` in a torchrun job (it broadcasts rank 0's
+    weights and averages gradients); the model itself otherwise."""
+    if not context.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def gradient_sync(ddp_model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """``no_sync()`` on micro-steps that only accumulate: their gradients are all-reduced
+    together with the last micro-step's instead of once each."""
+    if sync or not hasattr(ddp_model, "no_sync"):
+        return contextlib.nullcontext()
+    return ddp_model.no_sync()
+
+
+@contextlib.contextmanager
+def silenced_unless(speaking: bool) -> Iterator[None]:
+    """Discard stdout on ranks other than 0 so a job prints one report, not one per rank."""
+    if speaking:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int) -> tuple[nn.Module, dict]:

@@ -1,0 +1,118 @@
+"""Cost of the DistributedDataParallel code path: one plain process vs one DDP rank.
+
+Both measure the training step of engine/loop.py (forward, loss, backward, SGD step) on
+random data resident on the device. The "ddp" run is launched through
+``torchrun --nproc_per_node 1`` and goes through the loop's own setup
+(``init_distributed``, ``wrap_data_parallel``), so the difference between the two lines
+is what the DDP wrapper (gradient buckets, all-reduce hooks) costs a single GPU. With
+``--nproc N`` the DDP line measures N ranks instead (images/s summed over ranks).
+One JSON line per mode; warm-up steps are excluded.
+
+    python benchmarks/ddp_overhead.py                                    # GPU: vgg16 and googlenet
+    python benchmarks/ddp_overhead.py --device cpu --models googlenet --image-size 32 \\
+        --batch-size 8 --steps 3 --warmup 1                              # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from benchlib import emit
+
+DEFAULT_BATCH = {"vgg16": 64, "googlenet": 128}
+
+
+def measure(model_name: str, args: argparse.Namespace, ddp: bool) -> tuple[float, str, int]:
+    """Images/s of this process's training steps; the device's name; the world size."""
+    from classicnets import create_model
+    from classicnets.engine import TrainConfig, build_optimizer, training_loss
+    from classicnets.engine.distributed import init_distributed, rank_device
+    from classicnets.engine.evaluate import autocast_for
+    from classicnets.engine.loop import device_name, wrap_data_parallel
+
+    device = torch.device(args.device)
+    context = init_distributed(device, timeout_minutes=10) if ddp else None
+    if context is not None:
+        device = rank_device(device, context)
+    batch_size = args.batch_size or DEFAULT_BATCH.get(model_name, 64)
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=10, in_chans=3).to(device).train()
+    step_model = wrap_data_parallel(model, device, context) if context is not None else model
+    optimizer = build_optimizer(model, TrainConfig(model=model_name, optimizer="sgd", lr=0.01).validate(), device)
+    criterion = torch.nn.CrossEntropyLoss()
+    images = torch.randn(batch_size, 3, args.image_size, args.image_size, device=device)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+    autocast = autocast_for(device, bf16=True)
+    start = time.perf_counter()
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            synchronize(device)
+            start = time.perf_counter()
+        with autocast:
+            loss, _ = training_loss(step_model(images), labels, criterion, 0.3)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    world_size = context.world_size if context is not None else 1
+    return args.steps * batch_size / (time.perf_counter() - start), device_name(device), world_size
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """One measurement per model in this process; under torchrun only rank 0 prints."""
+    ddp = args.worker == "ddp"
+    for model_name in args.models:
+        per_rank, device, world_size = measure(model_name, args, ddp)
+        if os.environ.get("RANK", "0") == "0":
+            emit(model_name, "train_images_per_s", round(per_rank * world_size, 1), device,
+                 [sys.executable, *sys.argv], mode=args.worker, world_size=world_size, image_size=args.image_size,
+                 batch_size_per_rank=args.batch_size or DEFAULT_BATCH.get(model_name, 64),
+                 bf16=device.startswith("cuda"))
+    if ddp:
+        from classicnets.engine.distributed import teardown_distributed
+
+        teardown_distributed()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, help="per process; default 64 for vgg16, 128 for googlenet")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--nproc", type=int, default=1, help="ranks of the DDP measurement")
+    parser.add_argument("--worker", choices=("plain", "ddp"), help=argparse.SUPPRESS)  # set by the driver
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.nproc < 1:
+        parser.error("--steps and --nproc must be at least 1 and --warmup at least 0")
+    if args.worker is not None:
+        return worker(args)
+    script = os.path.abspath(__file__)
+    commands = [
+        [sys.executable, script, *argv, "--worker", "plain"],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+         script, *argv, "--worker", "ddp"],
+    ]
+    for command in commands:
+        status = subprocess.call(command)
+        if status != 0:
+            raise SystemExit(f"measurement failed (exit {status}): {' '.join(command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
