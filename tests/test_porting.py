@@ -383,3 +383,17 @@ def test_save_refuses_missing_folder_and_load_refuses_foreign_files(tmp_path):
     garbage.write_bytes(b"\x00" * 3)
     with pytest.raises(UserError, match="could not read"):
         load_ported_weights(garbage)
+
+
+def test_a_ported_file_is_not_mistaken_for_a_trained_run(tmp_path):
+    """`classicnets port` writes weights without class names or preprocessing: commands that
+    need a trained run say so in one sentence instead of failing on a missing key."""
+    from classicnets.engine.checkpoint import load_run
+    from classicnets.engine.checkpoint import save_weights
+
+    path = tmp_path / "ported.safetensors"
+    model = create_model("vgg11", num_classes=3, in_chans=1)
+    save_weights(path, model.state_dict(), {"model": "vgg11", "num_classes": 3, "in_chans": 1,
+                                            "source": "torchvision", "model_kwargs": {}})
+    with pytest.raises(UserError, match="lacks image_size, mean, std, class_names"):
+        load_run(path)

@@ -101,6 +101,10 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, metadata
 
 
+# What later commands (predict, evaluate, embed, export) need to rebuild and feed a network.
+RUN_METADATA = ("model", "num_classes", "in_chans", "image_size", "mean", "std", "class_names")
+
+
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the trained network of a run from its ``best.safetensors``.
 
@@ -117,6 +121,10 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     if not weights_path.is_file():
         raise UserError(f"{path} has no {BEST_WEIGHTS}; has its first epoch finished?")
     tensors, metadata = read_weights(weights_path)
+    missing = [key for key in RUN_METADATA if key not in metadata]
+    if missing:  # e.g. a file from `classicnets port`: weights without a dataset's preprocessing
+        raise UserError(f"{weights_path} lacks {', '.join(missing)}, so it cannot stand for a trained run; "
+                        f"give a run directory or best.safetensors written by `classicnets train`.")
     with torch.device("meta"):  # no memory and no initialisation: every tensor comes from the file
         model = create_model(metadata["model"], num_classes=metadata["num_classes"],
                              in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
