@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import subprocess
@@ -45,3 +46,22 @@ def passthrough_args(argv: list[str]) -> tuple[list[str], list[str]]:
         cut = argv.index("--")
         return argv[:cut], argv[cut + 1:]
     return argv, []
+
+
+def timed_steps_parser(description: str, batch_size_help: str) -> argparse.ArgumentParser:
+    """The options every timed-training-steps benchmark takes: models, size, batch, steps, device."""
+    import torch
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, help=batch_size_help)
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def check_timed_steps(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be at least 1 and --warmup at least 0")

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from benchlib import emit
+from benchlib import check_timed_steps, emit, timed_steps_parser
 
 DEFAULT_BATCH = {"vgg16": 64, "googlenet": 128}
 
@@ -87,18 +87,13 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, help="per process; default 64 for vgg16, 128 for googlenet")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = timed_steps_parser(__doc__.splitlines()[0], "per process; default 64 for vgg16, 128 for googlenet")
     parser.add_argument("--nproc", type=int, default=1, help="ranks of the DDP measurement")
     parser.add_argument("--worker", choices=("plain", "ddp"), help=argparse.SUPPRESS)  # set by the driver
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.nproc < 1:
-        parser.error("--steps and --nproc must be at least 1 and --warmup at least 0")
+    check_timed_steps(parser, args)
+    if args.nproc < 1:
+        parser.error("--nproc must be at least 1")
     if args.worker is not None:
         return worker(args)
     script = os.path.abspath(__file__)

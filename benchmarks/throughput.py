@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchlib import emit
+from benchlib import check_timed_steps, emit, timed_steps_parser
 
 DEFAULT_BATCH = {"vgg16": 128, "googlenet": 256}
 
@@ -79,20 +79,13 @@ def synchronize(device: torch.device) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, help="default: 128 for vgg16, 256 for googlenet")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = timed_steps_parser(__doc__.splitlines()[0], "default: 128 for vgg16, 256 for googlenet")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-mode", default="default",
                         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     parser.add_argument("--data-dir", help="data root (default: $CLASSICNETS_DATA, else ./data)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be at least 1 and --warmup at least 0")
+    check_timed_steps(parser, args)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -58,7 +58,7 @@ def test_summary_blocks_of_vgg16(capsys):
 
 
 def test_summary_layers_with_a_setting(capsys):
-    code, out, _ = run_cli(capsys, "summary", "googlenet", "--input-size", "64", "--in-chans", "1",
+    code, out, _ = run_cli(capsys, "summary", "googlenet", "--image-size", "64", "--in-chans", "1",
                            "--num-classes", "10", "--batch-size", "2")
     assert code == 0
     assert out.startswith("googlenet: input 2x1x64x64")
@@ -77,7 +77,7 @@ def test_summary_paper_tables(capsys):
 def test_summary_paper_refuses_a_different_setting(capsys):
     code, out, err = run_cli(capsys, "summary", "googlenet", "--paper", "--input-size", "32")
     assert code == 2 and out == ""
-    assert "--input-size cannot be used with it" in err
+    assert "--image-size cannot be used with it" in err  # named as train names it, alias or not
 
 
 @pytest.mark.parametrize("argv", [

@@ -16,7 +16,7 @@ from classicnets.engine.checkpoint import (atomic_write, capture_rng_state, load
 from classicnets.engine.evaluate import evaluate
 from classicnets.engine.optim import build_optimizer, training_loss
 from classicnets.engine.transfer import param_groups
-from classicnets.engine.reports import plot_confusion_matrix
+from classicnets.engine.reports import curves_figure, plot_confusion_matrix, train_loss_terms
 from classicnets.engine.rundir import prepare_run_dir
 from classicnets.errors import UserError
 from classicnets.models import GoogLeNetOutput
@@ -255,3 +255,19 @@ def test_confusion_matrix_figure_is_a_png(tmp_path):
     plot_confusion_matrix(tmp_path / "cm.png", confusion, ["cat", "dog"], "test")
     data = (tmp_path / "cm.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+
+
+def test_curves_name_only_the_loss_terms_in_use_and_tick_whole_epochs():
+    assert train_loss_terms(0.1, 0.3) == ["label smoothing 0.1", "aux heads x 0.3"]
+    assert train_loss_terms(0.0, None) == []  # VGG, or GoogLeNet without aux heads
+    assert train_loss_terms(0.0, 0.3) == ["aux heads x 0.3"]
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "train_acc": 0.5 + e / 10,
+                "val_acc": 0.45 + e / 10} for e in (1, 2, 3)]
+    figure = curves_figure(history, "vgg16 on fashion-mnist", train_loss_terms(0.0, None))
+    loss_axes, acc_axes = figure.axes
+    assert loss_axes.get_title() == ""  # nothing to explain: plain cross-entropy on both sides
+    for axes in (loss_axes, acc_axes):
+        ticks = [t for t in axes.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    figure = curves_figure(history, "googlenet", train_loss_terms(0.1, 0.3))
+    assert figure.axes[0].get_title() == "loss (train: with label smoothing 0.1 and aux heads x 0.3)"

@@ -1,5 +1,5 @@
-"""Argument types shared by the subcommands. argparse turns their errors into a
-one-line usage message and exit status 2."""
+"""Argument types and argument groups shared by the subcommands. argparse turns their
+errors into a one-line usage message and exit status 2."""
 
 from __future__ import annotations
 
@@ -39,3 +39,14 @@ def _parse(text: str, kind: type, what: str):
         return kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
+def add_run_data_arguments(p: argparse.ArgumentParser, dataset_help: str) -> None:
+    """The inputs of commands that run a trained run over one of its data splits
+    (``evaluate``, ``embed``): the run, the split, where the data is, batch size, device."""
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by classicnets train")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    p.add_argument("--dataset", help=dataset_help)
+    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $CLASSICNETS_DATA)")
+    p.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="default 128")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")

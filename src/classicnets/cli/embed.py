@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_negative_int, positive_int
+from .common import add_run_data_arguments, non_negative_int, positive_int
 
 EPILOG = """\
 features: VGG's 4096-d second FC layer (after its ReLU), GoogLeNet's 1024-d globally
@@ -25,17 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Save the penultimate-layer features of a run's images and draw 2-D t-SNE and PCA "
                     "maps coloured by class.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by classicnets train")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    add_run_data_arguments(p, dataset_help="use this dataset instead of the run's (same classes)")
     p.add_argument("--limit", type=positive_int, default=2000, metavar="N",
                    help="the first N images of the split (default 2000)")
     p.add_argument("--methods", type=_methods, default=("pca", "tsne"), metavar="M,...",
                    help="projections: pca, tsne or both (default pca,tsne)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="for PCA's solver and t-SNE (default 0)")
-    p.add_argument("--dataset", help="use this dataset instead of the run's (same classes)")
-    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $CLASSICNETS_DATA)")
-    p.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="default 128")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.set_defaults(run=run)
 

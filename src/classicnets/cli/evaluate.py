@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_float, positive_int
+from .common import add_run_data_arguments, positive_float, positive_int
 
 EPILOG = """\
 test-time methods (--tta), as in the papers; soft-max posteriors are averaged over views:
@@ -36,8 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a trained run on its test or validation split, with the papers' "
                     "test-time methods (flip, 10-crop, multi-scale, dense).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by classicnets train")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    add_run_data_arguments(p, dataset_help="evaluate on this dataset instead of the run's (same classes)")
     p.add_argument("--tta", choices=("none", "flip", "10crop", "multiscale"), default="none",
                    help="test-time augmentation (default none)")
     p.add_argument("--dense", action="store_true", help="VGG: FC layers as convolutions over the whole image")
@@ -45,13 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="none/flip: test image side = X times the run's image size (default 1)")
     p.add_argument("--scales", type=_scale_list, metavar="X,Y,...",
                    help="multiscale: relative test scales (default 0.875,1,1.125)")
-    p.add_argument("--dataset", help="evaluate on this dataset instead of the run's (same classes)")
-    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $CLASSICNETS_DATA)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images of the split")
-    p.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="default 128")
     p.add_argument("--mistakes", type=positive_int, default=24, metavar="K",
                    help="most confident mistakes to show (default 24)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.set_defaults(run=run)
 

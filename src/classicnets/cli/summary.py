@@ -24,8 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", metavar="MODEL",
                    help="a registered model (see 'classicnets models'); with --paper also the family 'vgg'")
-    p.add_argument("--input-size", type=positive_int, default=None,
-                   help="height and width of the square input (default: 224)")
+    p.add_argument("--image-size", "--input-size", dest="input_size", type=positive_int, default=None,
+                   help="height and width of the square input, as train's --image-size (default: 224)")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: 3)")
     p.add_argument("--num-classes", type=positive_int, default=None, help="output classes (default: 1000)")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reject_setting_flags(args: argparse.Namespace) -> None:
-    given = [f"--{key.replace('_', '-')}" for key in DEFAULTS if getattr(args, key) is not None]
+    flag_names = {"input_size": "--image-size"}  # --input-size is its older alias
+    given = [flag_names.get(key, f"--{key.replace('_', '-')}") for key in DEFAULTS if getattr(args, key) is not None]
     if given:
         raise UserError(f"--paper compares at the papers' setting (224x224, 3 channels, 1000 classes, "
                         f"batch 1), so {', '.join(given)} cannot be used with it.")

@@ -133,6 +133,22 @@ def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     return F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def normalisation_constants(
+    mean: list[float], std: list[float], device: torch.device | str, pixel_scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)``, each ``[1, C, 1, 1]`` float32, with ``(x / pixel_scale - mean) / std
+    == x * scale + shift``.
+
+    Computed in float64 and rounded once, so the folded multiply-add matches the two-step
+    formula to float32 precision. ``pixel_scale=255`` normalises raw uint8 pixels directly.
+    """
+    mean64 = torch.tensor(mean, dtype=torch.float64)
+    std64 = torch.tensor(std, dtype=torch.float64)
+    scale = 1 / (pixel_scale * std64)
+    shift = -mean64 / std64
+    return (scale.to(device, torch.float32).view(1, -1, 1, 1), shift.to(device, torch.float32).view(1, -1, 1, 1))
+
+
 class BatchTransform:
     """uint8 batch ``[B, C, H, W]`` at native size -> normalised float32 ``[B, C, S, S]``.
 
@@ -149,11 +165,8 @@ class BatchTransform:
         augment: AugmentConfig | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        mean64 = torch.tensor(mean, dtype=torch.float64)
-        std64 = torch.tensor(std, dtype=torch.float64)
-        # (x / 255 - mean) / std folded into one multiply-add, computed in float64.
-        self.scale = (1 / (255 * std64)).to(device, torch.float32).view(1, -1, 1, 1)
-        self.shift = (-mean64 / std64).to(device, torch.float32).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std folded into one multiply-add on the uint8 pixels.
+        self.scale, self.shift = normalisation_constants(mean, std, device, pixel_scale=255)
         self.image_size = image_size
         self.augment = augment if augment is not None and augment.enabled else None
 

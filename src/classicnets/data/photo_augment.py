@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .augment import random_erasing
+from .augment import normalisation_constants, random_erasing
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 LUMA = (0.299, 0.587, 0.114)
@@ -194,10 +194,8 @@ class PhotoTransform:
 
     def __init__(self, mean: list[float], std: list[float], image_size: int,
                  augment: PhotoAugmentConfig | None = None, device: torch.device | str = "cpu") -> None:
-        mean64 = torch.tensor(mean, dtype=torch.float64)
-        std64 = torch.tensor(std, dtype=torch.float64)
-        self.inv_std = (1 / std64).to(device, torch.float32).view(1, -1, 1, 1)
-        self.shift = (-mean64 / std64).to(device, torch.float32).view(1, -1, 1, 1)
+        # Normalised after resampling and jitter, which work on [0, 1] pixels.
+        self.inv_std, self.shift = normalisation_constants(mean, std, device)
         self.image_size = image_size
         self.augment = augment if augment is not None and augment.enabled else None
 

@@ -55,7 +55,8 @@ from .ema import ModelEma
 from .evaluate import autocast_for, evaluate
 from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
 from .progress import EpochProgress, epoch_line, say
-from .reports import format_per_class, git_commit, plot_confusion_matrix, plot_curves, write_json, write_metrics_csv
+from .reports import (format_per_class, git_commit, plot_confusion_matrix, plot_curves, train_loss_terms, write_json,
+                      write_metrics_csv)
 from .transfer import freeze_features, init_from
 from .rundir import (CONFIG_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PENDING_BEST, SUMMARY_FILE,
                      default_run_dir, prepare_run_dir)
@@ -132,6 +133,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     accum_steps = config.grad_accum_steps
     schedule = LRSchedule(optimizer, config, steps_per_epoch=math.ceil(len(data.train) / accum_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_terms = train_loss_terms(config.label_smoothing, config.aux_weight if getattr(model, "aux_logits", False) else None)
     ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
     eval_model = ema.module if ema is not None else model  # what is validated, kept and tested
     autocast = autocast_for(device, config.bf16)
@@ -247,7 +249,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
             })  # the epoch is now committed
             settle_pending_best(run_dir, progress["best_epoch"])
             write_metrics_csv(run_dir / METRICS_FILE, progress["history"])
-            plot_curves(run_dir / CURVES_FILE, progress["history"], f"{config.model} on {config.dataset}")
+            plot_curves(run_dir / CURVES_FILE, progress["history"], f"{config.model} on {config.dataset}", loss_terms)
             say(epoch_line(row, config.epochs, improved))
         barrier()  # no rank runs ahead of the committed checkpoint and best weights
 

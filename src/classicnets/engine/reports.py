@@ -39,9 +39,34 @@ def _save_figure(figure, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str) -> None:
-    """Loss and accuracy per epoch, training against validation."""
+def train_loss_terms(label_smoothing: float, aux_weight: float | None) -> list[str]:
+    """What the training loss adds to plain cross-entropy, named for the curves' legend.
+
+    ``aux_weight`` is None when the model has no auxiliary heads (VGG, or GoogLeNet built
+    with ``aux_logits=False``).
+    """
+    terms = []
+    if label_smoothing > 0:
+        terms.append(f"label smoothing {label_smoothing:g}")
+    if aux_weight:
+        terms.append(f"aux heads x {aux_weight:g}")
+    return terms
+
+
+def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str,
+                loss_terms: Sequence[str] = ()) -> None:
+    """Write ``curves.png``: see :func:`curves_figure`."""
+    _save_figure(curves_figure(history, title, loss_terms), path)
+
+
+def curves_figure(history: Sequence[dict[str, Any]], title: str, loss_terms: Sequence[str] = ()):
+    """Loss and accuracy per epoch, training against validation.
+
+    ``loss_terms`` (see :func:`train_loss_terms`) say why the training loss can sit above
+    the validation loss, which is plain cross-entropy of the main classifier.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4), layout="constrained")
@@ -50,12 +75,14 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str) -> No
         axes.plot(epochs, [row[f"train_{metric}"] for row in history], marker="o", label="train")
         axes.plot(epochs, [row[f"val_{metric}"] for row in history], marker="o", label="validation")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend()
-    loss_axes.set_title("loss (train: with label smoothing and aux heads)", fontsize=9)
+    if loss_terms:
+        loss_axes.set_title(f"loss (train: with {' and '.join(loss_terms)})", fontsize=9)
     figure.suptitle(title)
-    _save_figure(figure, path)
+    return figure
 
 
 def plot_confusion_matrix(path: Path, confusion: torch.Tensor, class_names: Sequence[str], title: str) -> None:
