@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -162,6 +163,34 @@ def test_presplit_layout_with_a_class_missing_from_train(tmp_path):
         list_folder(root)
 
 
+def test_presplit_layout_with_valid_folder_and_extra_folders(tmp_path, caplog):
+    # "valid/" is the validation folder, and a stray folder beside the splits is left out
+    # (with a warning) instead of turning train/valid/... into class names.
+    root = tmp_path / "data"
+    make_folder(root / "train", {"a": 4, "b": 4})
+    make_folder(root / "Valid", {"a": 1, "b": 1})
+    make_folder(root / "unlabeled", {"x": 2})
+    with caplog.at_level(logging.WARNING):
+        images = list_folder(root)
+    assert images.class_names == ["a", "b"]
+    assert images.splits.count("train") == 8 and images.splits.count("val") == 2
+    assert all(p.startswith("Valid/") for p, s in zip(images.paths, images.splits) if s == "val")
+    assert "ignored folder(s) unlabeled" in caplog.text
+
+
+def test_presplit_layout_refuses_two_val_folders_and_loose_images(tmp_path):
+    root = tmp_path / "data"
+    make_folder(root / "train", {"a": 2, "b": 2})
+    make_folder(root / "val", {"a": 1})
+    make_folder(root / "validation", {"b": 1})
+    with pytest.raises(UserError, match="has both val/ and validation/"):
+        list_folder(root)
+    shutil.rmtree(root / "validation")
+    save(root / "val" / "loose.png", random_rgb(9))
+    with pytest.raises(UserError, match="1 image\\(s\\) outside any class folder \\(e.g. loose.png\\)"):
+        list_folder(root)
+
+
 # ----------------------------------------------------------------------------- splits and manifests
 
 def _labelled(tmp_path: Path, per_class: dict[str, int]):
@@ -261,6 +290,40 @@ def test_load_rgb_handles_grey_rgba_16bit_webp_and_exif(tmp_path):
     assert load_rgb(rotated).shape == (3, 40, 20)
 
 
+def test_load_rgb_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((6, 8, 3), value, np.uint8)) for value in (10, 240)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    image = load_rgb(gif)
+    assert image.shape == (3, 6, 8)
+    assert abs(int(image.float().mean()) - 10) <= 2  # the first frame, not the second (GIF palette rounding)
+
+
+def test_load_rgb_scales_wide_grey_by_mode_not_by_content(tmp_path):
+    # A dark 16-bit TIFF (PIL's path): 200 of 65535 is nearly black, not 200 of 255.
+    dark = tmp_path / "dark16.tif"
+    Image.fromarray(np.full((4, 4), 200, np.uint16)).save(dark)
+    assert load_rgb(dark).max() == 1
+    bright = tmp_path / "float.tif"  # float images are read as [0, 1]
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(bright)
+    assert load_rgb(bright)[:, 0, 0].tolist() == [128] * 3
+
+
+def test_load_rgb_turns_webp_upright_from_exif(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    webp = tmp_path / "exif.webp"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(webp, exif=exif, lossless=True)
+    assert load_rgb(webp).shape == (3, 60, 40)
+
+
+def test_a_limit_above_pils_own_is_honoured(tmp_path):
+    header = png_header_only(tmp_path / "big.png", 15_000, 12_000)  # 180 MP: over 2x PIL's default ceiling
+    with pytest.raises(BadImageError, match="too large to decode safely"):
+        check_header(header, max_pixels=100_000_000)
+    assert check_header(header, max_pixels=200_000_000) == (15_000, 12_000)
+
+
 def test_resize_center_crop_keeps_the_centre_square():
     image = torch.zeros(3, 20, 40, dtype=torch.uint8)
     image[:, :, 10:30] = 255  # the centre 20x20 square is white, the sides black
@@ -327,6 +390,30 @@ def test_a_class_emptied_by_skipping_bad_files_is_an_error(tmp_path):
     images = list_folder(root)
     with pytest.raises(UserError, match="class\\(es\\) b have no usable images"):
         drop_bad_images(images, check_images(images, progress=False), skip_bad=True)
+
+
+def test_a_class_left_without_training_images_is_an_error(tmp_path):
+    root = tmp_path / "data"
+    make_folder(root / "train", {"a": 2})
+    make_folder(root / "test", {"a": 1, "b": 1})
+    (root / "train" / "b").mkdir()
+    (root / "train" / "b" / "broken.jpg").write_text("nope")
+    images = list_folder(root)
+    with pytest.raises(UserError, match="class\\(es\\) b have no training images"):
+        drop_bad_images(images, check_images(images, progress=False), skip_bad=True)
+
+
+def test_many_bad_files_are_all_named_when_the_cache_is_unwritable(tmp_path):
+    root = make_folder(tmp_path / "ds", {"a": 2, "b": 2})
+    for i in range(25):
+        (root / "a" / f"zero{i:02d}.jpg").write_bytes(b"")
+    images = list_folder(root)
+    report = check_images(images, progress=False, cache_dir=tmp_path / "cache")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(UserError) as error:
+        drop_bad_images(images, report, skip_bad=False, cache_dir=blocked / "cache")
+    assert all(f"a/zero{i:02d}.jpg" in str(error.value) for i in range(25))
 
 
 def test_stats_command_stops_on_bad_files_with_exit_2(tmp_path, capsys):
@@ -498,6 +585,13 @@ def test_build_photo_data_stops_on_bad_files_or_skips_them(tmp_path):
         build_photo_data(f"folder:{root}", **options)
     data = build_photo_data(f"folder:{root}", skip_bad=True, **options)
     assert sum(data.split_sizes.values()) == 20
+
+
+def test_build_photo_data_refuses_mean_and_std_of_the_wrong_length(tmp_path):
+    root = make_folder(tmp_path / "ds", {"a": 4, "b": 4})
+    with pytest.raises(UserError, match="3 channels \\(RGB\\): give mean and std as 3 numbers each, got 2 and 2"):
+        build_photo_data(f"folder:{root}", data_dir=None, image_size=8, batch_size=4, eval_batch_size=4,
+                         device="cpu", seed=0, mean=[0.5, 0.5], std=[0.2, 0.2], progress=False)
 
 
 def test_build_photo_data_subset_and_kaggle(tmp_path):

@@ -152,3 +152,12 @@ def test_help_mentions_the_exit_status(capsys):
         main(["predict", "--help"])
     assert exit_info.value.code == 0
     assert "exit status" in capsys.readouterr().out
+
+
+def test_cam_path_that_is_a_file_is_refused_before_any_work(run_dir, tmp_path, capsys):
+    blocked = tmp_path / "taken"
+    blocked.write_text("a file, not a folder")
+    code = main(["predict", str(run_dir), str(photo(tmp_path / "a.jpg", 1)), "--cam", str(blocked)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"output path {blocked} exists and is not a directory" in err

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from ..analysis.figures import output_dir
     from ..analysis.predict import expand_inputs, predict_images
     from ..engine.checkpoint import load_run
     from ..errors import UserError
@@ -49,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda was given but no CUDA GPU is available.")
+    cam_dir = output_dir(args.cam) if args.cam else None  # an unusable folder fails before any work
     model, metadata = load_run(args.source, device=args.device)
     paths = expand_inputs(args.images)
     failed = 0
-    for prediction in predict_images(model, metadata, paths, topk=args.topk,
-                                     cam_dir=Path(args.cam) if args.cam else None, device=args.device):
+    for prediction in predict_images(model, metadata, paths, topk=args.topk, cam_dir=cam_dir, device=args.device):
         failed += prediction.error is not None
         if args.json:
             print(json.dumps(prediction.to_dict()), flush=True)

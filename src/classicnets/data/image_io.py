@@ -1,7 +1,8 @@
 """Reading one photo into a uint8 RGB tensor, safely.
 
-Decoding goes through ``torchvision.io.decode_image`` (libjpeg-turbo, libpng, libwebp;
-it honours EXIF orientation) with PIL as the fallback for everything else. Every
+Decoding goes through ``torchvision.io.decode_image`` (libjpeg-turbo, libpng; it honours
+EXIF orientation) with PIL for WebP (whose EXIF orientation torchvision ignores) and as
+the fallback for everything else. Animated images give their first frame. Every
 reader first looks at the header only, so a file that claims billions of pixels is
 refused before a single pixel is decoded (a decompression bomb).
 """
@@ -31,6 +32,11 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 
+# White in PIL's wide grey modes: 16-bit ("I" is how PIL opens most 16-bit files), and
+# float images, taken to be in [0, 1] as scientific TIFFs usually are.
+WIDE_GREY_PEAK = {"I": 65535.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "F": 1.0}
+
+
 class BadImageError(Exception):
     """A file that cannot be used as an image; the message says why in a few words."""
 
@@ -42,6 +48,10 @@ def is_image_file(path: Path) -> bool:
 def check_header(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
     """(width, height) from the header alone; raises BadImageError for empty, foreign or huge files."""
     path = Path(path)
+    # PIL refuses headers over twice its MAX_IMAGE_PIXELS before we can look at them; a
+    # caller's higher limit must win. Only ever raised: every reader checks its own limit.
+    if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         if path.stat().st_size == 0:
             raise BadImageError("empty file (0 bytes)")
@@ -51,7 +61,7 @@ def check_header(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) ->
         raise
     except UnidentifiedImageError:
         raise BadImageError("not an image file") from None
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError:  # PIL's own ceiling, raised to max_pixels below
         raise BadImageError(f"too large to decode safely (over {max_pixels:,} pixels)") from None
     except OSError as error:
         raise BadImageError(f"unreadable ({error.strerror or error})") from None
@@ -73,6 +83,8 @@ def verify_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) ->
 def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
     """The image as uint8 ``[3, H, W]``, upright (EXIF), alpha dropped, 16-bit scaled to 8-bit."""
     check_header(path, max_pixels)
+    if Path(path).suffix.lower() == ".webp":  # torchvision's WebP decoder ignores EXIF orientation
+        return _decode_pil(Path(path))
     try:
         return _decode_torchvision(Path(path))
     except (RuntimeError, ImportError):  # formats or variants libtorchvision does not handle
@@ -84,6 +96,8 @@ def _decode_torchvision(path: Path) -> torch.Tensor:
 
     data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
     image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    if image.dim() == 4:  # an animated GIF comes back as [frames, 3, H, W]: keep the first, as PIL does
+        image = image[0]
     return _to_uint8(image)
 
 
@@ -98,13 +112,13 @@ def _decode_pil(path: Path) -> torch.Tensor:
 
 
 def _pil_to_rgb_array(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # 16-bit (or float) grey: convert("RGB") would clip everything above 255 to white.
+    if image.mode in WIDE_GREY_PEAK:
+        # 16-bit or float grey: convert("RGB") would clip everything above 255 to white. The
+        # scale comes from the mode, never from the pixels, so a dark image stays dark.
         grey = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if grey.max() > 255 else 255.0
-        grey = np.clip(np.rint(grey * (255.0 / peak)), 0, 255).astype(np.uint8)
+        grey = np.clip(np.rint(grey * (255.0 / WIDE_GREY_PEAK[image.mode])), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
 
 
 def _to_uint8(image: torch.Tensor) -> torch.Tensor:

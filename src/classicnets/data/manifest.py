@@ -5,7 +5,8 @@ Two on-disk layouts are read as they are:
 * Kaggle's Dogs-vs-Cats: ``ROOT/train/cat.N.jpg`` and ``ROOT/train/dog.N.jpg``, the label
   in the file name. Kaggle's unlabeled ``test1/`` is never read.
 * A class-per-subfolder tree (torchvision's ImageFolder), ``ROOT/CLASS/.../IMAGE``, or a
-  tree that is already split: ``ROOT/{train,val,test}/CLASS/.../IMAGE``.
+  tree that is already split: ``ROOT/{train,val,test}/CLASS/.../IMAGE`` (``valid/`` or
+  ``validation/`` also name the validation folder).
 
 A split manifest is a CSV file with the columns ``split,label,path`` (paths relative to
 the dataset root, with forward slashes), so the same split can be used from any checkout
@@ -107,29 +108,62 @@ def list_kaggle(root: Path) -> ImageList:
 # ----------------------------------------------------------------------------- folder layouts
 
 def list_folder(root: Path) -> ImageList:
-    """A class-per-subfolder tree, or one already split into train/val/test subfolders."""
+    """A class-per-subfolder tree, or one already split into train/val/test subfolders.
+
+    A ``train/`` folder (any case) marks a split tree, so split names are never taken for
+    class names; other top-level folders beside the split folders are left out, with a warning.
+    """
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist.")
-    top = {p.name for p in _subdirs(root)}
-    if "train" in top and top <= set(SPLITS):
-        return _list_split_tree(root)
+    split_folders = _split_folders(root)
+    if split_folders is not None:
+        others = [d.name for d in _subdirs(root) if d not in split_folders.values()]
+        if others:
+            log.warning("ignored folder(s) %s in %s: a tree split into train/val/test is read from "
+                        "those folders only", ", ".join(others), root)
+        return _list_split_tree(root, split_folders)
     class_names, per_class = _scan_classes(root, where=str(root))
     paths, labels = _flatten(root, per_class)
     return ImageList(root, paths, labels, class_names, [None] * len(paths))
 
 
-def _list_split_tree(root: Path) -> ImageList:
-    class_names, train_files = _scan_classes(root / "train", where=str(root / "train"))
+# Folder names read as a split, with the usual spellings of the validation folder.
+SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def _split_folders(root: Path) -> dict[str, Path] | None:
+    """``{split: folder}`` when ``root`` holds a ``train/`` folder, else None (a class-per-folder tree)."""
+    found: dict[str, Path] = {}
+    for folder in _subdirs(root):
+        split = SPLIT_FOLDER_NAMES.get(folder.name.lower())
+        if split is None:
+            continue
+        if split in found:
+            raise UserError(f"{root} has both {found[split].name}/ and {folder.name}/; keep one folder for "
+                            f"the {split} split.")
+        found[split] = folder
+    return found if "train" in found else None
+
+
+def _list_split_tree(root: Path, split_folders: dict[str, Path]) -> ImageList:
+    for folder in split_folders.values():
+        loose = [p.name for p in folder.iterdir() if p.is_file() and is_image_file(p)]
+        if loose:
+            raise UserError(f"{folder} holds {len(loose)} image(s) outside any class folder (e.g. {loose[0]}); "
+                            f"put them in {folder}/CLASS_NAME/ so they have a label.")
+    train_folder = split_folders["train"]
+    class_names, train_files = _scan_classes(train_folder, where=str(train_folder))
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels = _flatten(root, train_files)
     splits: list[str | None] = ["train"] * len(paths)
     for split in ("val", "test"):
-        if not (root / split).is_dir():
+        folder = split_folders.get(split)
+        if folder is None:
             continue
-        files = {d.name: _images_under(d) for d in _subdirs(root / split)}
+        files = {d.name: _images_under(d) for d in _subdirs(folder)}
         strangers = sorted(set(files) - set(index))
         if strangers:
-            raise UserError(f"{root / split} has class folder(s) {', '.join(strangers)} that {root / 'train'} "
+            raise UserError(f"{folder} has class folder(s) {', '.join(strangers)} that {train_folder} "
                             f"lacks; every class needs training images.")
         split_paths, split_labels = _flatten(root, {name: files[name] for name in class_names if name in files},
                                              index)

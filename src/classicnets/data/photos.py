@@ -130,6 +130,9 @@ def build_photo_data(
     _check_arguments(image_size, batch_size, eval_batch_size, seed, loader, num_workers, rank, world_size)
     if (mean is None) != (std is None):
         raise UserError("give both mean and std, or neither.")
+    if mean is not None and (len(mean) != 3 or len(std) != 3):  # photos are always decoded to RGB
+        raise UserError(f"{name} images have 3 channels (RGB): give mean and std as 3 numbers each, "
+                        f"got {len(mean)} and {len(std)}.")
     plan = BatchPlan(image_size, batch_size, eval_batch_size, torch.empty(0, device=device).device, seed,
                      _augment_config(augment), loader, num_workers, rank, world_size)
     if name in ARRAY_DATASETS:

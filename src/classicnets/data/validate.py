@@ -85,10 +85,14 @@ def drop_bad_images(images: ImageList, report: CheckReport, *, skip_bad: bool,
     log.warning("skipping %d bad image file(s) of %d in %s (for example %s: %s)", len(report.bad),
                 report.checked, images.root, *next(iter(sorted(report.bad.items()))))
     kept = images.select([i for i, rel in enumerate(images.paths) if rel not in report.bad])
-    emptied = sorted(set(range(len(images.class_names))) - set(kept.labels))
+    # Where the layout already says which images train, a class must keep training images.
+    already_split = any(split is not None for split in kept.splits)
+    trainable = {label for label, split in zip(kept.labels, kept.splits) if split == "train" or not already_split}
+    emptied = sorted(set(range(len(images.class_names))) - trainable)
     if emptied:
         names = ", ".join(images.class_names[c] for c in emptied)
-        raise UserError(f"class(es) {names} have no usable images once the bad files are left out.")
+        where = "training images" if already_split else "usable images"
+        raise UserError(f"class(es) {names} have no {where} once the bad files are left out.")
     return kept
 
 
@@ -98,8 +102,11 @@ def _bad_files_message(root: Path, bad: dict[str, str], cache_dir: Path | None) 
     more = ""
     if len(listed) > SHOWN_IN_MESSAGE:
         report_file = _cache_file(root, cache_dir).with_suffix(".bad.txt")
-        atomic_write_text(report_file, "".join(f"{root / rel}\t{why}\n" for rel, why in listed))
-        more = f"; and {len(listed) - SHOWN_IN_MESSAGE} more, all listed in {report_file}"
+        try:
+            atomic_write_text(report_file, "".join(f"{root / rel}\t{why}\n" for rel, why in listed))
+            more = f"; and {len(listed) - SHOWN_IN_MESSAGE} more, all listed in {report_file}"
+        except OSError:  # an unwritable cache folder: the message itself must then name them all
+            shown = "; ".join(f"{rel} ({why})" for rel, why in listed)
     return (f"{len(listed)} bad image file(s) in {root}: {shown}{more}; remove or replace them, "
             f"or pass --skip-bad to leave them out.")
 
