@@ -145,6 +145,17 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(data_root, recip
     assert result.stdout.count("; results in ") == 1  # rank 0 alone reports
 
 
+def test_ranks_share_the_default_run_directory_chosen_by_rank_0(data_root, recipe, tmp_path):
+    # No --out: rank 0 names and creates runs/<model>-<dataset>-<time> and tells the others,
+    # so a rank that starts a second later cannot pick a directory of its own.
+    args = ["train", "--recipe", str(recipe), "--data-dir", str(data_root), "--quiet", "--epochs", "1"]
+    result = subprocess.run([*TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "classicnets", *args],
+                            capture_output=True, text=True, env=environment(), timeout=RUN_TIMEOUT_S, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1 and {p.name for p in run_dirs[0].iterdir()} == EXPECTED_FILES
+
+
 def test_gradient_accumulation_matches_the_large_batch_in_one_process(data_root, recipe, tmp_path):
     runs = {}
     for name, flags in (("large", ["--batch-size", "16"]), ("accumulated", ["--batch-size", "8",

@@ -1,5 +1,7 @@
 """Inside the network: feature maps per block, first-layer filters, image preparation."""
 
+import re
+
 import pytest
 import torch
 from PIL import Image
@@ -57,6 +59,22 @@ def test_captured_branches_concatenate_to_the_inception_output(googlenet):
     assert [captured[n].shape[1] for n in names[:4]] == [64, 128, 32, 32]  # Table 1, row 3a
     torch.testing.assert_close(torch.cat([captured[n] for n in names[:4]], dim=1), captured["inception3a"])
     assert not googlenet._forward_hooks and not googlenet.inception3a._forward_hooks  # hooks removed
+
+
+@pytest.mark.parametrize("layer, shape", [("fc", "[1, 4]"), ("dropout", "[1, 1024]")])
+def test_outputs_that_are_not_feature_maps_are_refused(googlenet, layer, shape):
+    x = torch.randn(1, 1, 64, 64)
+    with pytest.raises(UserError, match=re.escape(f"layer {layer} outputs {shape}, not a feature map; "
+                                                  f"choose a convolutional block or layer.")):
+        capture_activations(googlenet, x, ["conv1", layer])
+
+
+def test_vgg_classifier_layers_are_refused_too():
+    with torch.device("meta"):  # shapes are all the check needs; VGG's classifier is large
+        model = classicnets.create_model("vgg11", num_classes=2, in_chans=1)
+        x = torch.randn(1, 1, 32, 32)
+    with pytest.raises(UserError, match=re.escape("layer classifier.0 outputs [1, 4096], not a feature map")):
+        capture_activations(model, x, ["classifier.0"])
 
 
 def test_vgg_relu_capture_is_not_changed_by_later_layers():

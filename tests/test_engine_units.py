@@ -17,7 +17,7 @@ from classicnets.engine.evaluate import evaluate
 from classicnets.engine.optim import build_optimizer, training_loss
 from classicnets.engine.transfer import param_groups
 from classicnets.engine.reports import curves_figure, plot_confusion_matrix, train_loss_terms
-from classicnets.engine.rundir import prepare_run_dir
+from classicnets.engine.rundir import clear_run_files, prepare_run_dir
 from classicnets.errors import UserError
 from classicnets.models import GoogLeNetOutput
 
@@ -239,7 +239,9 @@ def test_run_dir_rules(tmp_path):
     (fresh / "mine.txt").write_text("keep")
     with pytest.raises(UserError, match="already exists"):
         prepare_run_dir(fresh, resume=False, overwrite=False)
-    prepare_run_dir(fresh, resume=False, overwrite=True)
+    prepare_run_dir(fresh, resume=False, overwrite=True)  # accepted, but nothing deleted yet (the loop clears
+    assert sorted(p.name for p in fresh.iterdir()) == ["metrics.csv", "mine.txt"]  # once the new run sets up)
+    clear_run_files(fresh)
     assert sorted(p.name for p in fresh.iterdir()) == ["mine.txt"]
     (fresh / ".last.ckpt.123.tmp").write_bytes(b"torn")
     prepare_run_dir(fresh, resume=True, overwrite=False)

@@ -20,8 +20,10 @@ import classicnets
 import classicnets.data
 from classicnets.cli.main import main
 from classicnets.data import BatchTransform, DataBundle, DeviceBatcher, channel_mean_std
-from classicnets.engine import build_config
+from classicnets.engine import build_config, train
 from classicnets.engine.checkpoint import load_run, save_weights
+
+from test_photos import make_folder
 
 CLASSES = ["circle", "square", "stripe", "cross"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,8 +40,9 @@ def synthetic_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def synthetic_build_data(name, *, data_dir, image_size, batch_size, eval_batch_size, device, seed,
                          val_size=6000, subset=None, augment=None, loader="auto", num_workers=2,
-                         download=True, rank=0, world_size=1) -> DataBundle:
-    """Stands in for ``build_data``: 48 train, 24 val, 40 test images."""
+                         download=True, rank=0, world_size=1, manifest=None, skip_bad=False) -> DataBundle:
+    """Stands in for ``build_data``: 48 train, 24 val, 40 test images (no photo options apply)."""
+    assert manifest is None and skip_bad is False
     device = torch.device(device)
     train_images, train_labels = synthetic_images(72, seed=1)
     test_images, test_labels = synthetic_images(40, seed=2)
@@ -129,7 +132,7 @@ def test_evaluate_reports_what_a_direct_computation_gives(run, synthetic_data, t
 def test_evaluate_ten_crop_dense_on_the_validation_split(run, synthetic_data, capsys):
     assert main(["evaluate", str(run), "--device", "cpu", "--split", "val", "--tta", "10crop", "--dense",
                  "--limit", "6", "--mistakes", "4"]) == 0
-    out = run / "eval-val-10crop-dense"
+    out = run / "eval-val-10crop-dense-first6"  # --limit names the folder too
     report = json.loads((out / "evaluation.json").read_text())
     assert report["num_samples"] == 6 and report["tta_views"] == 10 and report["dense"] is True
     assert len(report["most_confident_mistakes"]) <= 4
@@ -173,6 +176,23 @@ def test_evaluate_user_errors(run, synthetic_data, tmp_path, capsys):
     assert "positive" in capsys.readouterr().err
 
 
+def test_evaluate_uses_the_manifest_the_run_was_trained_with(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLASSICNETS_CACHE", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "photos", {"a": 10, "b": 10})
+    manifest = tmp_path / "split.csv"  # outside the root: found only through the run's config
+    assert main(["split", f"folder:{root}", "--val", "0.2", "--test", "0.4", "--seed", "3",
+                 "--out", str(manifest)]) == 0
+    run_dir = tmp_path / "run"
+    train(build_config(None, {"model": "googlenet", "dataset": f"folder:{root}", "manifest": str(manifest),
+                              "image_size": 16, "epochs": 1, "batch_size": 8, "device": "cpu",
+                              "out": str(run_dir)}), quiet=True)
+    test_images = json.loads((run_dir / "summary.json").read_text())["test_images"]
+    assert test_images == 8  # 40% of 20; the default split would test on 2
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--out", str(out)]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["num_samples"] == test_images
+
+
 # ----------------------------------------------------------------------------- embed, activations, filters
 
 def test_embed_saves_features_and_both_maps(run, synthetic_data, capsys):
@@ -201,6 +221,8 @@ def test_activations_draw_one_grid_per_block(run, tmp_path, capsys):
     assert sorted(p.name for p in (run / "activations" / "photo").glob("*.png")) == ["conv2.png", "inception4a.png"]
     capsys.readouterr()
     assert_user_error(capsys, main(["activations", str(run), str(image), "--layers", "block9"]), "block9")
+    assert_user_error(capsys, main(["activations", str(run), str(image), "--layers", "fc"]),
+                      "layer fc outputs [1, 4], not a feature map")
     assert_user_error(capsys, main(["activations", str(run), str(tmp_path / "none.jpg")]), "does not exist")
 
 
@@ -253,9 +275,38 @@ def test_export_user_errors(run, tmp_path, capsys):
                       "not a directory")
 
 
+def test_an_output_file_that_is_a_directory_is_refused_up_front(run, tmp_path, capsys):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    message = f"output path {folder} is a directory; give a file name."
+    assert_user_error(capsys, main(["filters", str(run), "--out", str(folder)]), message)
+    assert_user_error(capsys, main(["export", str(run), "--format", "torchscript", "--out", str(folder)]),
+                      message)
+    assert main(["compare", str(run), "--out", str(folder), "--no-bench"]) == 2
+    printed = capsys.readouterr()
+    assert "measuring" not in printed.out  # refused before the runs are measured
+    assert message in printed.err and "Traceback" not in printed.err
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["evaluate", "embed", "activations", "filters", "compare", "export"])
 def test_help_works(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"classicnets {command}" in capsys.readouterr().out
+
+
+def test_default_evaluation_folders_differ_for_different_settings():
+    from classicnets.cli.evaluate import default_folder_name
+    from classicnets.cli.main import build_parser
+
+    def name(*flags):
+        return default_folder_name(build_parser().parse_args(["evaluate", "RUN", *flags]))
+
+    assert name() == "eval-test-none"
+    assert name("--split", "val", "--tta", "10crop", "--dense") == "eval-val-10crop-dense"
+    assert name("--scale", "1.5") == "eval-test-none-scale1.5"
+    assert name("--tta", "multiscale", "--scales", "0.9,1.1") == "eval-test-multiscale-scales0.9_1.1"
+    assert name("--dataset", "folder:/data/my photos/", "--limit", "100") == "eval-test-none-folder_my photos-first100"
+    assert len({name(), name("--scale", "2"), name("--dataset", "cifar10"), name("--limit", "5")}) == 4

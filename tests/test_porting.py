@@ -260,6 +260,28 @@ def test_cli_port_missing_source_file_exits_2(tmp_path, capsys):
     assert "could not read" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, text", [("notes.txt", "hello\n"), ("table.csv", "a,b\n1,2\n3,4\n")])
+def test_cli_port_from_a_text_file_exits_2(tmp_path, capsys, name, text):
+    # torch's weights-only unpickler fails on such bytes with KeyError or IndexError
+    source = tmp_path / name
+    source.write_text(text)
+    out = tmp_path / "p.safetensors"
+    assert main(["port", "googlenet_tv", "--from-file", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"could not read {source} as a PyTorch state dict (not a file written by torch.save)." in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_cached_text_file_is_a_user_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "googlenet-1378be20.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("hello\n")
+    with pytest.raises(UserError, match=f"could not read .* from {cached} .*delete the file"):
+        porting.download_torchvision_state_dict("googlenet_tv")
+
+
 def test_cli_port_from_file_end_to_end(tmp_path, capsys):
     torch.manual_seed(0)
     tv = torchvision_model("googlenet_tv", transform_input=True).eval()

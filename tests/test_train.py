@@ -318,6 +318,83 @@ def test_ctrl_c_says_how_to_resume(synthetic_data, tmp_path, monkeypatch, capsys
     assert load_checkpoint(out / "last.ckpt")["progress"]["epoch"] == 1
 
 
+def test_failed_overwrite_keeps_the_previous_results(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    train(fast_config(out, epochs=1), quiet=True)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UserError, match="model_kwargs .* do not fit googlenet"):  # fails while setting up
+        train(fast_config(out, model_kwargs={"wings": 2}), overwrite=True, quiet=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_run_stopped_in_its_first_epoch_leaves_nothing(synthetic_data, tmp_path, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_loop, "training_loss", interrupt)
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 130
+    assert "nothing was saved, so start the run again" in capsys.readouterr().err
+    assert not out.exists()  # no config.yaml left to make the next start need --overwrite
+
+
+def test_default_run_directories_never_collide(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    same_second = Path("runs") / "googlenet-fashion-mnist-20260101-000000"
+    monkeypatch.setattr("classicnets.engine.rundir.default_run_dir", lambda model, dataset: same_second)
+    run_dirs = []
+    for _ in range(2):
+        config = fast_config(tmp_path, epochs=1)
+        config.out = None  # the default name
+        run_dirs.append(train(config, quiet=True)["run_dir"])
+    assert run_dirs == [str(same_second), f"{same_second}-2"]
+
+
+def test_resume_with_more_epochs_after_a_kill_before_the_new_test(synthetic_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(fast_config(out, epochs=1), quiet=True)
+    real_plot = engine_loop.plot_confusion_matrix
+
+    def killed_during_the_test(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_loop, "plot_confusion_matrix", killed_during_the_test)
+    with pytest.raises(engine_loop.TrainingInterrupted):
+        train(resume_config(out, {"epochs": 2}), resume=True, quiet=True)
+    assert not (out / "summary.json").exists()  # the 1-epoch result does not stand for the 2-epoch run
+    monkeypatch.setattr(engine_loop, "plot_confusion_matrix", real_plot)
+    summary = train(resume_config(out, {}), resume=True, quiet=True)  # only the test was left to do
+    assert summary["epochs"] == 2 and json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+def test_resume_refuses_another_number_of_processes(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    train(fast_config(out, epochs=1), quiet=True)
+    checkpoint = load_checkpoint(out / "last.ckpt")
+    assert checkpoint["progress"]["world_size"] == 1
+    checkpoint["progress"]["world_size"] = 2  # as if trained by two ranks
+    torch.save(checkpoint, out / "last.ckpt")
+    with pytest.raises(UserError, match="trained with 2 process\\(es\\); resume it with the same number"):
+        train(resume_config(out, {"epochs": 2}), resume=True, quiet=True)
+
+
+def test_resume_does_not_read_the_init_from_source_again(synthetic_data, tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    train(fast_config(source, epochs=1), quiet=True)
+    out = tmp_path / "run"
+    train(fast_config(out, epochs=1, init_from=str(source)), quiet=True)
+    (source / "best.safetensors").unlink()  # moved or deleted since
+    summary = train(resume_config(out, {"epochs": 2}), resume=True, quiet=True)
+    assert summary["epochs"] == 2
+
+
+def test_batch_norm_with_one_image_per_batch_is_refused(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="batch norm needs at least 2"):
+        train(fast_config(out, batch_size=1), quiet=True)
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -102,7 +102,16 @@ def capture_activations(model: nn.Module, images: torch.Tensor, layers: Sequence
     missing = [name for name in layers if name not in captured]
     if missing:
         raise UserError(f"layer(s) {', '.join(missing)} did not run or produce a tensor at this input.")
+    for name in layers:
+        _check_feature_map(name, captured[name])
     return {name: captured[name] for name in layers}
+
+
+def _check_feature_map(name: str, output: torch.Tensor) -> None:
+    # The figures draw [N, C, H, W] maps; a flattened output (fc, dropout) has none to draw.
+    if output.dim() != 4:
+        raise UserError(f"layer {name} outputs {list(output.shape)}, not a feature map; "
+                        f"choose a convolutional block or layer.")
 
 
 def strongest_channels(activation: torch.Tensor, count: int) -> torch.Tensor:

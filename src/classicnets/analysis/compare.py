@@ -29,7 +29,7 @@ from torch import nn
 
 from ..engine.checkpoint import atomic_write_bytes, load_run
 from ..errors import UserError
-from .figures import output_dir, save_figure
+from .figures import output_dir, output_file, save_figure
 from .run_data import run_home
 from .text_table import format_count, format_macs, format_mib, render_markdown
 
@@ -309,13 +309,17 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
+def check_report_paths(out: str | Path) -> tuple[Path, Path]:
+    """The report file and its chart directory, checked usable (call before measuring)."""
+    out = output_file(out)
+    return out, output_dir(out.parent / f"{out.stem}_charts")
+
+
 def write_compare_report(out: Path, stats: Sequence[RunStats]) -> dict[str, Path]:
     """Write the markdown report ``out`` and its charts in ``<out stem>_charts/`` beside it."""
     if not stats:
         raise UserError("nothing to compare: give at least one run directory.")
-    out = Path(out)
-    output_dir(out.parent)
-    chart_dir = out.parent / f"{out.stem}_charts"
+    out, chart_dir = check_report_paths(out)
     charts = draw_charts(chart_dir, stats)
     rows = report_rows(stats)
     table = render_markdown(["", *(s.label for s in stats)], [[name, *cells] for name, cells in rows],

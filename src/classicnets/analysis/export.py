@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .figures import output_dir
+from .figures import output_file
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -94,7 +94,7 @@ def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> P
 
 def export_model(model: nn.Module, path: Path, fmt: str, example: torch.Tensor, dynamic_batch: bool = False) -> Path:
     """Export in ``fmt`` ("onnx" or "torchscript") into ``path``, whose directory is created if needed."""
-    output_dir(Path(path).parent)
+    output_file(path)  # before the export, which takes a while
     if fmt == "onnx":
         return export_onnx(model, path, example, dynamic_batch)
     if fmt == "torchscript":

@@ -36,12 +36,24 @@ def output_dir(path: str | Path) -> Path:
     return path
 
 
+def output_file(path: str | Path) -> Path:
+    """Check that a file can be written at ``path``: not a directory, its directory usable.
+
+    Called before the work whose result goes there, so a bad ``--out`` costs nothing
+    (the final rename onto a directory would fail only at the very end).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"output path {path} is a directory; give a file name.")
+    output_dir(path.parent)
+    return path
+
+
 def save_figure(figure, path: Path, dpi: int = 110) -> Path:
     """Render ``figure`` as PNG into ``path`` atomically (temporary file, then rename)."""
+    path = output_file(path)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    path = Path(path)
-    output_dir(path.parent)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 

@@ -1,7 +1,8 @@
 """The images a finished run was validated or tested on, for evaluation and embeddings.
 
 The split is rebuilt from the run's own ``config.yaml`` (dataset, data location, seed,
-validation size, subset), so ``val`` is exactly the run's validation set. Images are
+validation size, subset and, for photo datasets, the split manifest and whether bad
+images were skipped), so ``val`` and ``test`` are exactly the run's. Images are
 normalised with the run's mean and std, which is what the network was trained on, even
 when another dataset (same number of classes) is asked for.
 """
@@ -67,6 +68,14 @@ def _limited(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], limit: int | 
         yield convert(images), labels
 
 
+def _split_options(settings: Mapping[str, Any], own: bool) -> dict[str, Any]:
+    """The run's photo split settings, for its own dataset only: without its manifest the
+    default split comes back, whose test part can hold the run's training images."""
+    if not own:
+        return {}
+    return {"manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
+
+
 def load_run_split(
     run_dir: str | os.PathLike,
     metadata: Mapping[str, Any],
@@ -99,6 +108,7 @@ def load_run_split(
         val_size=settings.get("val_size", 6000),
         subset=settings.get("subset"),
         download=False,
+        **_split_options(settings, own=dataset is None or dataset == settings.get("dataset")),
     )
     if data.num_classes != metadata["num_classes"]:
         raise UserError(f"dataset {name} has {data.num_classes} classes but the run's network predicts "

@@ -42,12 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..analysis.compare import BenchSettings, collect_run_stats, unique_labels, write_compare_report
+    from ..analysis.compare import (BenchSettings, check_report_paths, collect_run_stats, unique_labels,
+                                    write_compare_report)
     from ..errors import UserError
 
     missing = [d for d in args.run_dirs if not Path(d).exists()]
     if missing:
         raise UserError(f"run directory {missing[0]} does not exist.")
+    check_report_paths(args.out)  # a bad --out must not waste the measurements
     bench = None if args.no_bench else BenchSettings(steps=args.steps, warmup=args.warmup)
     stats = []
     for run_dir, label in zip(args.run_dirs, unique_labels(args.run_dirs)):

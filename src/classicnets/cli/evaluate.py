@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .common import add_run_data_arguments, positive_float, positive_int
 
@@ -22,9 +23,10 @@ over 224 px: use --scale or multiscale); smaller maps use the network's own pool
 GoogLeNet is dense already (global average pooling before one linear layer), so --dense
 changes nothing for it.
 
-outputs in --out (default RUN_DIR/eval-SPLIT-TTA[-dense]): evaluation.json (top-1, top-5,
-per-class precision/recall/F1, expected calibration error, confusion matrix, most confident
-mistakes), confusion_matrix.png, mistakes.png, reliability.png.
+outputs in --out (default RUN_DIR/eval-SPLIT-TTA[-dense][-scaleX][-DATASET][-firstN], named
+after every setting that changes the numbers): evaluation.json (top-1, top-5, per-class
+precision/recall/F1, expected calibration error, confusion matrix, most confident mistakes),
+confusion_matrix.png, mistakes.png, reliability.png.
 
 exit status: 0 done; 2 bad input (missing run or data, bad option).
 """
@@ -49,6 +51,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="most confident mistakes to show (default 24)")
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.set_defaults(run=run)
+
+
+def default_folder_name(args: argparse.Namespace) -> str:
+    """``eval-SPLIT-TTA[-dense]``, plus every setting that changes the numbers, so that two
+    different evaluations of one run never overwrite each other."""
+    parts = ["eval", args.split, args.tta] + (["dense"] if args.dense else [])
+    if args.scale != 1.0:
+        parts.append(f"scale{args.scale:g}")
+    if args.scales:
+        parts.append("scales" + "_".join(f"{s:g}" for s in args.scales))
+    if args.dataset:  # folder:/some/where/photos -> folder_photos
+        kind, _, path = args.dataset.partition(":")
+        parts.append(f"{kind}_{os.path.basename(os.path.normpath(path))}" if path else kind)
+    if args.limit:
+        parts.append(f"first{args.limit}")
+    return "-".join(parts)
 
 
 def _scale_list(text: str) -> tuple[float, ...]:
@@ -83,11 +101,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: at {tta.input_size()} px VGG's last feature map is smaller than 7x7, so dense "
               f"evaluation uses the network's pooled head (identical to the plain network); "
               f"use --scale to test larger images.")
-    suffix = f"-{args.tta}" + ("-dense" if args.dense else "")
-    out_dir = output_dir(args.out or run_home(args.run_dir) / f"eval-{args.split}{suffix}")
     split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
                            batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
                            limit=args.limit)
+    out_dir = output_dir(args.out or run_home(args.run_dir) / default_folder_name(args))
     print(f"evaluating {metadata['model']} on {split.num_images:,} {split.dataset} {args.split} images: "
           f"{tta.describe()}{', dense' if args.dense else ''}")
     evaluation = run_evaluation(model, split.batches, tta, dense=args.dense, num_mistakes=args.mistakes)

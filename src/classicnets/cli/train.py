@@ -38,7 +38,7 @@ last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --res
 
 # flag destination -> TrainConfig field, for flags whose names differ
 FIELD_NAMES = {"tta": "tta_flip", "dist_timeout": "dist_timeout_minutes"}
-NOT_CONFIG = {"command", "run", "recipe", "resume", "overwrite", "quiet", "nproc"}
+NOT_CONFIG = {"command", "run", "argv", "recipe", "resume", "overwrite", "quiet", "nproc"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if launched_by_torchrun():
             raise UserError("--nproc launches torchrun itself; do not give it to a run that torchrun started.")
         check_settings(args)  # one clear error here rather than one per rank from torchrun
-        return launch_torchrun(args.nproc, without_option(sys.argv[1:], "--nproc"))
+        return launch_torchrun(args.nproc, without_option(args.argv, "--nproc"))
     try:
         return _run(args)
     except UserError as error:

@@ -231,7 +231,7 @@ def _bundle_from_files(split: SplitImages, plan: BatchPlan, *, skip_bad: bool, m
                          max_pixels=max_pixels)
     if mean is None:
         train_images = images.select(positions["train"].tolist())
-        mean, std = cached_mean_std(train_images, plan.image_size, pixels[positions["train"]], cache_dir)
+        mean, std = cached_mean_std(train_images, plan.image_size, pixels, cache_dir, indices=positions["train"])
     make = _batcher_factory(pixels, images.labels_tensor(), plan, mean, std)
     return _bundle(make(positions["train"], True), make(positions["val"], False), make(positions["test"], False),
                    images.class_names, mean, std, plan.image_size, {k: v.numel() for k, v in positions.items()})

@@ -58,11 +58,14 @@ class ChannelHistogram:
         return (mean / 255).tolist(), (var.sqrt() / 255).tolist()
 
 
-def tensor_mean_std(images: torch.Tensor, chunk: int = 256) -> tuple[list[float], list[float]]:
-    """Exact statistics of a uint8 ``[N, C, H, W]`` tensor, a chunk of images at a time."""
+def tensor_mean_std(images: torch.Tensor, chunk: int = 256,
+                    indices: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
+    """Exact statistics of a uint8 ``[N, C, H, W]`` tensor (or of its ``indices`` rows), a
+    chunk of images at a time, so a subset is never copied whole."""
     histogram = ChannelHistogram(images.shape[1])
-    for start in range(0, images.shape[0], chunk):
-        histogram.add(images[start:start + chunk])
+    count = images.shape[0] if indices is None else indices.numel()
+    for start in range(0, count, chunk):
+        histogram.add(images[start:start + chunk] if indices is None else images[indices[start:start + chunk]])
     return histogram.mean_std()
 
 
@@ -93,15 +96,16 @@ def files_mean_std(images: ImageList, *, image_size: int | None = None, workers:
 
 
 def cached_mean_std(images: ImageList, image_size: int, pixels: torch.Tensor,
-                    cache_dir: Path | None = None) -> tuple[list[float], list[float]]:
-    """Statistics of ``pixels`` (the decoded training images), remembered per image list and size."""
+                    cache_dir: Path | None = None, indices: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
+    """Statistics of ``pixels`` (or its ``indices`` rows: the decoded training images),
+    remembered per image list and size."""
     path = (cache_dir or cache_root()) / f"stats-{images_key(images, image_size)[:24]}.json"
     try:
         saved = json.loads(path.read_text())
         return [float(v) for v in saved["mean"]], [float(v) for v in saved["std"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    mean, std = tensor_mean_std(pixels)
+    mean, std = tensor_mean_std(pixels, indices=indices)
     try:
         atomic_write_text(path, json.dumps({"mean": mean, "std": std, "images": len(images),
                                             "image_size": image_size}))

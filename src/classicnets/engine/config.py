@@ -111,6 +111,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Coerce every field to its type; raise :class:`UserError` on the first setting that cannot work."""
+        _refuse_empty_values(dataclasses.asdict(self), "config")
         for name, kind in config_fields().items():
             setattr(self, name, _coerce(name, getattr(self, name), kind, "config"))
         if not self.model:
@@ -131,6 +132,10 @@ class TrainConfig:
             _check_at_least(name, getattr(self, name), 0)
         _check_positive("lr", self.lr)
         _check_positive("dist_timeout_minutes", self.dist_timeout_minutes)
+        # Ceilings where the libraries below would otherwise fail with a traceback.
+        _check_at_most("seed", self.seed, 2**32 - 1)  # numpy's seed range
+        _check_at_most("warmup_epochs", self.warmup_epochs, 1_000_000)  # turned into a step count
+        _check_at_most("dist_timeout_minutes", self.dist_timeout_minutes, 10_000)  # a week; must fit a C int of ms
         if self.grad_clip is not None:
             _check_positive("grad_clip", self.grad_clip)
         for name in ("label_smoothing", "warmup_start_factor", "step_gamma", "plateau_factor"):
@@ -185,6 +190,12 @@ def config_fields() -> dict[str, type]:
     return kinds
 
 
+def optional_fields() -> set[str]:
+    """Fields whose type admits None (YAML ``null`` or an empty value)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name for f in dataclasses.fields(TrainConfig) if type(None) in typing.get_args(hints[f.name])}
+
+
 def config_from_dict(values: dict[str, Any], source: str) -> TrainConfig:
     """Build a config from a mapping (a recipe, saved config, or flags), checking keys and types."""
     kinds = config_fields()
@@ -192,10 +203,20 @@ def config_from_dict(values: dict[str, Any], source: str) -> TrainConfig:
     if unknown:
         raise UserError(f"{source} has unknown setting(s) {', '.join(unknown)}; "
                         f"known settings: {', '.join(kinds)}.")
+    _refuse_empty_values(values, source)
     config = TrainConfig()
     for name, value in values.items():
         setattr(config, name, _coerce(name, value, kinds[name], source))
     return config
+
+
+def _refuse_empty_values(values: dict[str, Any], source: str) -> None:
+    """``epochs:`` with nothing after it reads as None in YAML; only optional settings may be empty."""
+    empty = sorted(name for name, value in values.items() if value is None and name not in optional_fields())
+    if empty:
+        defaults = TrainConfig()
+        shown = ", ".join(f"{name} (default {getattr(defaults, name)!r})" for name in empty)
+        raise UserError(f"{source}: {shown} must have a value; give one or delete the line to keep the default.")
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -313,6 +334,11 @@ def _check_at_least(name: str, value: float, low: float) -> None:
     if value < low:
         words = "a positive integer" if low == 1 else "zero or more"
         raise UserError(f"{name} must be {words}, got {value}.")
+
+
+def _check_at_most(name: str, value: float, high: float) -> None:
+    if value > high:
+        raise UserError(f"{name} must be at most {high:,}, got {value}.")
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 
@@ -92,6 +94,15 @@ def barrier() -> None:
     """Wait for every rank (e.g. until rank 0 has written a checkpoint the others will read)."""
     if is_distributed():
         dist.barrier()
+
+
+def from_rank_zero(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a picklable object; the value itself in a single process)."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
                          restore_rng_state, save_checkpoint, save_weights)
 from .config import TrainConfig
-from .distributed import (DistContext, all_reduce_sum, barrier, init_distributed, rank_device,
+from .distributed import (DistContext, all_reduce_sum, barrier, from_rank_zero, init_distributed, rank_device,
                           teardown_distributed)
 from .ema import ModelEma
 from .evaluate import autocast_for, evaluate
@@ -59,7 +59,7 @@ from .reports import (format_per_class, git_commit, plot_confusion_matrix, plot_
                       write_metrics_csv)
 from .transfer import freeze_features, init_from
 from .rundir import (CONFIG_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PENDING_BEST, SUMMARY_FILE,
-                     default_run_dir, prepare_run_dir)
+                     claim_default_run_dir, clear_run_files, prepare_run_dir)
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -81,39 +81,54 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if not is_known_dataset(config.dataset):
         raise UserError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(list_datasets())}.")
     device = resolve_device(config.device)
-    run_dir = Path(config.out or default_run_dir(config.model, config.dataset))
-    created = not run_dir.exists()
     context = init_distributed(device, config.dist_timeout_minutes)
     device = rank_device(device, context)
+    run_dir: Path | None = None
+    created = False
     try:
         if config.sync_bn and context.enabled and device.type != "cuda":
             raise UserError("sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); drop --sync-bn on the CPU.")
         if context.is_main:
+            if config.out:
+                run_dir = Path(config.out)
+                created = not run_dir.exists()
+            else:  # named and created here alone: ranks and runs started in the same second agree
+                run_dir, created = claim_default_run_dir(config.model, config.dataset), True
             prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        barrier()  # the directory exists (and was cleared) before any rank looks into it
+        run_dir = from_rank_zero(run_dir)  # the directory exists before any rank looks into it
         config.out = str(run_dir)
         with reproducibility(config, device), silenced_unless(context.is_main):
             return _train(config, run_dir, device, resume, quiet or not context.is_main, session_start, context)
     except KeyboardInterrupt:
-        if (run_dir / LAST_CHECKPOINT).is_file():
+        if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
             raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "
                                       f"classicnets train --resume {run_dir}") from None
-        raise TrainingInterrupted("interrupted before the first epoch finished; nothing to resume, "
-                                  "start again with --overwrite") from None
+        raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved, "
+                                  "so start the run again") from None
     finally:
-        if context.is_main and created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run that failed while setting up leaves nothing behind
+        if context.is_main and run_dir is not None and not resume:
+            discard_unfinished_run(run_dir, created)
         if context.enabled:
             teardown_distributed()
+
+
+def discard_unfinished_run(run_dir: Path, created: bool) -> None:
+    """A new run that stopped before its first epoch was saved leaves nothing behind, so it
+    can simply be started again (its directory too, if this run created it)."""
+    if not run_dir.is_dir() or (run_dir / LAST_CHECKPOINT).is_file():
+        return
+    clear_run_files(run_dir, (CONFIG_FILE,))
+    if created and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: bool, quiet: bool,
            session_start: float, context: DistContext) -> dict[str, Any]:
     checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT) if resume else None
-    finished = checkpoint is not None and checkpoint["progress"]["epoch"] >= config.epochs
-    if finished and (run_dir / SUMMARY_FILE).is_file():  # without a summary, only the test is left to do
-        raise UserError(f"run {run_dir} already finished its {config.epochs} epochs; "
-                        f"pass a larger --epochs to train it further.")
+    if checkpoint is not None:
+        check_resumable(checkpoint, config, run_dir, context)
+        if context.is_main:  # the test result of a shorter run must not stand for this one
+            clear_run_files(run_dir, (SUMMARY_FILE, CONFUSION_FILE))
     seed_everything(config.seed)
 
     # ---- data and model
@@ -124,7 +139,9 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         loader=config.loader, num_workers=config.num_workers,
         manifest=config.manifest, skip_bad=config.skip_bad, mean=config.mean, std=config.std,
         rank=context.rank, world_size=context.world_size)
-    model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans)
+    model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans,
+                                                checkpoint.get("model_kwargs") if checkpoint else None)
+    check_batch_norm_batch(model, data.train.num_samples // len(data.train))
     if config.sync_bn and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints stay plain
     channels_last = device.type == "cuda" and config.channels_last
@@ -149,7 +166,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
 
     # ---- where we are: fresh, or restored from last.ckpt
     progress: dict[str, Any] = {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "history": [],
-                                "wall_seconds": 0.0}
+                                "wall_seconds": 0.0, "world_size": context.world_size}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -167,6 +184,8 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         seed_everything(derive_seed(config.seed, "rank", context.rank, progress["epoch"]) % 2**32)
     wall_before = progress["wall_seconds"]
     if context.is_main:
+        if not resume:  # --overwrite: the old results go only now that this run has set up
+            clear_run_files(run_dir)
         config.save(run_dir / CONFIG_FILE)  # only now: a run that failed to set up leaves no config behind
     say(f"{'resuming' if resume else 'training'} {config.model} on {config.dataset} "
         f"({data.split_sizes['train']:,} train / {data.split_sizes['val']:,} val / "
@@ -246,6 +265,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": capture_rng_state(), "progress": progress, "model_name": config.model,
+                "model_kwargs": model_kwargs,
             })  # the epoch is now committed
             settle_pending_best(run_dir, progress["best_epoch"])
             write_metrics_csv(run_dir / METRICS_FILE, progress["history"])
@@ -277,9 +297,9 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_dir": str(run_dir),
     }
     if context.is_main:
-        write_json(run_dir / SUMMARY_FILE, summary)
         plot_confusion_matrix(run_dir / CONFUSION_FILE, test.confusion, data.class_names,
                               f"{config.model} on {config.dataset} test: {100 * test.accuracy:.2f}%")
+        write_json(run_dir / SUMMARY_FILE, summary)  # last: a summary marks a finished run
     barrier()  # the job ends once the results are on disk
     say(f"per-class test accuracy:\n{format_per_class(per_class)}")
     say(f"test accuracy: {100 * test.accuracy:.2f}% (loss {test.loss:.4f}, {test.num_samples:,} images; "
@@ -324,28 +344,52 @@ def silenced_unless(speaking: bool) -> Iterator[None]:
         yield
 
 
-def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int) -> tuple[nn.Module, dict]:
+def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
+                          resumed_kwargs: dict | None = None) -> tuple[nn.Module, dict]:
     """The network to train, with its starting weights and frozen parts as configured.
 
     Returns the model and the builder settings that rebuild it (torchvision's GoogLeNet
-    weights switch on ``transform_input``, which later commands must know).
+    weights switch on ``transform_input``, which later commands must know). A resumed run
+    passes the settings its checkpoint saved: its weights come from the checkpoint, so the
+    ``pretrained``/``init_from`` sources are not read again (they may be gone or offline).
     """
+    resuming = resumed_kwargs is not None
+    model_kwargs = dict(resumed_kwargs if resuming else config.model_kwargs)
     try:
         model = create_model(config.model, num_classes=num_classes, in_chans=in_chans,
-                             pretrained=config.pretrained, **config.model_kwargs)
+                             pretrained=None if resuming else config.pretrained, **model_kwargs)
     except TypeError as error:
-        raise UserError(f"model_kwargs {config.model_kwargs} do not fit {config.model} ({error}).") from None
-    model_kwargs = dict(config.model_kwargs)
-    if config.pretrained:
+        raise UserError(f"model_kwargs {model_kwargs} do not fit {config.model} ({error}).") from None
+    if config.pretrained and not resuming:
         report = port_report(model)
         model_kwargs.update(report.model_kwargs)
         say(f"started from torchvision's ImageNet weights: {report.summary()}")
-    if config.init_from:
+    if config.init_from and not resuming:
         say(f"started from {config.init_from}:\n{init_from(model, config.init_from)}")
     if config.freeze == "features":
         frozen = freeze_features(model)
         say(f"froze the {frozen:,} parameters outside the classifier head")
     return model, model_kwargs
+
+
+def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, run_dir: Path, context: DistContext) -> None:
+    """Refuse a resume that cannot continue the saved run as it was."""
+    progress = checkpoint["progress"]
+    if progress["epoch"] >= config.epochs and (run_dir / SUMMARY_FILE).is_file():
+        raise UserError(f"run {run_dir} already finished its {config.epochs} epochs; "
+                        f"pass a larger --epochs to train it further.")  # without a summary, the test is left
+    saved_ranks = progress.get("world_size", 1)
+    if saved_ranks != context.world_size:
+        # The schedule counts optimizer steps, whose number per epoch depends on the ranks.
+        raise UserError(f"run {run_dir} was trained with {saved_ranks} process(es); resume it with the same "
+                        f"number (now {context.world_size}), or start a new run with --init-from {run_dir}.")
+
+
+def check_batch_norm_batch(model: nn.Module, images_per_batch: int) -> None:
+    """Batch norm cannot train on one image per batch (one value per channel on small maps)."""
+    if images_per_batch < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UserError("the training batches would hold 1 image, and batch norm needs at least 2; "
+                        "use --batch-size 2 or more (and at least 2 training images per process).")
 
 
 def settle_pending_best(run_dir: Path, committed_best_epoch: int) -> None:
@@ -392,7 +436,9 @@ def reproducibility(config: TrainConfig, device: torch.device) -> Iterator[None]
              torch.backends.cudnn.allow_tf32)
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
-        torch.use_deterministic_algorithms(True)
+        # warn_only: a few CUDA backward kernels (adaptive average pooling) have no
+        # deterministic version; exact repeatability is promised on the CPU only.
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":

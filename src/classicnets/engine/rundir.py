@@ -24,11 +24,30 @@ def default_run_dir(model: str, dataset: str) -> Path:
     return Path("runs") / f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def claim_default_run_dir(model: str, dataset: str) -> Path:
+    """Create and return a new, empty ``runs/<model>-<dataset>-<time>[-N]``.
+
+    Created exclusively, so runs started in the same second never share a directory.
+    """
+    base = default_run_dir(model, dataset)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"could not find a free run directory name next to {base}; pass --out.")
+
+
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Path:
     """Create (or, resuming, find) ``run_dir`` and check that files can be written in it.
 
     A directory that exists and is not empty is refused unless resuming or
-    ``overwrite``; overwriting deletes only the files a run writes, nothing else.
+    ``overwrite``. Overwriting deletes nothing here: the training loop calls
+    :func:`clear_run_files` once the new run has set up, so a setting that fails on the way
+    keeps the old results.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -41,8 +60,6 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Path:
         if not overwrite:
             raise UserError(f"run directory {run_dir} already exists; pass --overwrite to replace its results "
                             f"or --resume {run_dir} to continue it.")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
@@ -51,6 +68,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> Path:
     except OSError as error:
         raise UserError(f"cannot write to output directory {run_dir} ({error.strerror or error}).") from None
     return run_dir
+
+
+def clear_run_files(run_dir: Path, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Delete the files a run writes (nothing else in the directory)."""
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def remove_stale_temp_files(run_dir: Path) -> None:

@@ -23,7 +23,6 @@ weight enums (URLs and hashes) and nothing else.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import pickle
@@ -312,16 +311,22 @@ def download_torchvision_state_dict(name: str) -> StateDict:
     try:
         return torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True,
                                                   weights_only=True)
-    except (OSError, http.client.HTTPException, RuntimeError, pickle.UnpicklingError,
-            EOFError, zipfile.BadZipFile) as error:
-        # OSError covers URLError, timeouts and refused connections; RuntimeError covers
-        # torch.hub's hash mismatch and torch.load's complaints about a damaged file.
-        reason = _one_line(error)
+    except Exception as error:
+        # Downloading fails with URLError, timeouts, HTTP errors or torch.hub's hash
+        # mismatch; reading a damaged cached file (never re-checked) fails in any way.
+        reason = _load_reason(error) if was_cached else _one_line(error)
         if was_cached:
             raise UserError(f"could not read torchvision's {name} ImageNet weights from {cached} ({reason}); "
                             f"delete the file so that it is downloaded again.") from None
         raise UserError(f"could not download torchvision's {name} ImageNet weights ({reason}); "
                         f"connect to the internet or place the file in {cached}.") from None
+
+
+def _load_reason(error: BaseException) -> str:
+    """Why torch.load failed, in words: the unpickler's own KeyError or IndexError says nothing."""
+    if isinstance(error, (OSError, RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile)):
+        return _one_line(error)
+    return "not a file written by torch.save"
 
 
 def _one_line(error: BaseException) -> str:
@@ -354,8 +359,8 @@ def load_torchvision_file(path: str | os.PathLike) -> StateDict:
         raise UserError(f"no such file: {path}.")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as error:
-        raise UserError(f"could not read {path} as a PyTorch state dict ({_one_line(error)}).") from None
+    except Exception as error:  # arbitrary bytes make the unpickler fail in any way (KeyError, IndexError, ...)
+        raise UserError(f"could not read {path} as a PyTorch state dict ({_load_reason(error)}).") from None
     _check_is_state_dict(state_dict, what=str(path))
     return state_dict
 
