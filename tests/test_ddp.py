@@ -278,3 +278,7 @@ def test_nproc_checks_the_settings_before_launching(capsys, tmp_path):
     error = capsys.readouterr().err
     assert "unknown model 'nope'" in error and "Traceback" not in error
     assert not (tmp_path / "x").exists()
+    if not torch.cuda.is_available():  # a CUDA recipe on this machine: one sentence, not one per rank
+        assert main(["train", "--model", "vgg11", "--nproc", "2", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("no CUDA GPU is available") == 1 and "rank" not in error

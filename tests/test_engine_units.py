@@ -168,6 +168,17 @@ def test_ema_follows_the_weights():
     assert copy.updates == 201 and torch.equal(copy.module[0].weight, ema.module[0].weight)
 
 
+def test_ema_of_a_model_without_integer_buffers():
+    # Plain VGG (no batch norm) has no num_batches_tracked: the recipes vgg16.yaml and
+    # vgg16_fast.yaml use EMA with it.
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    ema = ModelEma(model, decay=0.5)
+    with torch.no_grad():
+        model[3].bias.fill_(1.0)
+    ema.update(model)
+    assert ema.updates == 1 and torch.all(ema.module[3].bias > 0)
+
+
 def test_evaluate_counts_and_confusion():
     model = nn.Linear(2, 3)
     with torch.no_grad():
@@ -273,3 +284,14 @@ def test_curves_name_only_the_loss_terms_in_use_and_tick_whole_epochs():
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     figure = curves_figure(history, "googlenet", train_loss_terms(0.1, 0.3))
     assert figure.axes[0].get_title() == "loss (train: with label smoothing 0.1 and aux heads x 0.3)"
+
+
+def test_a_recipe_that_is_a_folder_or_binary_is_named_as_such(tmp_path):
+    from classicnets.engine.config import load_recipe
+
+    with pytest.raises(UserError, match="is a folder; give a .yaml file"):
+        load_recipe(tmp_path)
+    binary = tmp_path / "picture.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(UserError, match="is not a text file"):
+        load_recipe(binary)

@@ -310,3 +310,12 @@ def test_default_evaluation_folders_differ_for_different_settings():
     assert name("--tta", "multiscale", "--scales", "0.9,1.1") == "eval-test-multiscale-scales0.9_1.1"
     assert name("--dataset", "folder:/data/my photos/", "--limit", "100") == "eval-test-none-folder_my photos-first100"
     assert len({name(), name("--scale", "2"), name("--dataset", "cifar10"), name("--limit", "5")}) == 4
+
+
+def test_another_dataset_gets_its_own_split_not_the_runs_sizes():
+    from classicnets.analysis.run_data import _split_options
+
+    settings = {"dataset": "cats-vs-dogs", "subset": 100, "val_size": 50, "manifest": "split.csv", "skip_bad": True}
+    assert _split_options(settings, own=True) == {"val_size": 50, "subset": 100, "manifest": "split.csv",
+                                                  "skip_bad": True}
+    assert _split_options(settings, own=False) == {}  # e.g. --dataset folder:PATH with 40 training images

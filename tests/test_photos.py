@@ -736,3 +736,27 @@ def test_cats_vs_dogs_recipes_are_valid(name):
     assert not set(recipe) - set(config_fields())  # every key is a training setting
     assert recipe["model"] == name and recipe["dataset"] == "cats-vs-dogs"
     assert PhotoAugmentConfig.from_dict(recipe["augment"]).enabled
+
+
+def test_paths_of_the_wrong_kind_are_named_as_such(tmp_path):
+    picture = save(tmp_path / "pic.png", random_rgb(1))
+    with pytest.raises(UserError, match="image folder .*pic.png is a file"):
+        list_folder(picture)
+    from classicnets.data.manifest import read_manifest
+    with pytest.raises(UserError, match="split manifest .* is not a text \\(CSV\\) file"):
+        read_manifest(picture, tmp_path)
+    with pytest.raises(UserError, match="split manifest .* is a folder"):
+        read_manifest(tmp_path, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "vgg16_bn"])
+def test_cats_vs_dogs_recipes_train_a_few_steps(name, tmp_path):
+    # Their settings (photo augmentation, EMA, aux heads, schedule) run end to end, shrunk to the CPU.
+    from classicnets.engine import build_config, train
+
+    root = make_kaggle(tmp_path / "cvd", cats=12, dogs=12)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "cats_vs_dogs" / f"{name}.yaml"
+    config = build_config(recipe, {"data_dir": str(root), "device": "cpu", "compile": False, "epochs": 1,
+                                   "image_size": 32, "batch_size": 8, "out": str(tmp_path / "run")})
+    summary = train(config, quiet=True)
+    assert summary["epochs"] == 1 and summary["test_images"] == 2  # 10% of 24 photos, one per class

@@ -419,3 +419,11 @@ def test_a_ported_file_is_not_mistaken_for_a_trained_run(tmp_path):
                                             "source": "torchvision", "model_kwargs": {}})
     with pytest.raises(UserError, match="lacks image_size, mean, std, class_names"):
         load_run(path)
+
+
+def test_port_never_passes_on_torchs_advice_to_turn_off_weights_only(tmp_path, capsys):
+    source = tmp_path / "notes.md"
+    source.write_text("# a markdown file\n\nnot weights\n")
+    assert main(["port", "vgg11", "--from-file", str(source), "--out", str(tmp_path / "p.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "could not read" in err and "weights_only" not in err and "arbitrary code" not in err

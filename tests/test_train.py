@@ -388,11 +388,31 @@ def test_resume_does_not_read_the_init_from_source_again(synthetic_data, tmp_pat
     assert summary["epochs"] == 2
 
 
+def test_images_too_small_for_the_network_are_refused_before_training(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="googlenet_tv cannot run on 8 px images, they are too small"):
+        train(fast_config(out, model="googlenet_tv", image_size=8), quiet=True)
+    assert not out.exists()
+
+
 def test_batch_norm_with_one_image_per_batch_is_refused(synthetic_data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserError, match="batch norm needs at least 2"):
         train(fast_config(out, batch_size=1), quiet=True)
     assert not out.exists()
+
+
+FASHION_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "fashion_mnist").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", FASHION_RECIPES, ids=lambda p: p.stem)
+def test_every_fashion_mnist_recipe_trains_a_few_steps(recipe, synthetic_data, tmp_path):
+    # The GPU recipes cannot be measured here, but each must at least run its own settings
+    # (model, EMA, schedule, augmentation, TTA) end to end, shrunk to the CPU.
+    overrides = {"device": "cpu", "epochs": 1, "image_size": 32, "batch_size": 32, "eval_batch_size": 64,
+                 "compile": False, "out": str(tmp_path / "run")}
+    summary = train(build_config(recipe, overrides), quiet=True)
+    assert summary["epochs"] == 1 and 0 <= summary["test_accuracy"] <= 1
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -424,6 +444,7 @@ def test_existing_run_dir_is_refused_unless_overwrite(synthetic_data, tmp_path, 
 
     assert main(["train", *FAST, "--epochs", "1", "--out", str(out), "--overwrite"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite only replaces run files
+    assert f"note: {out} still holds notes.txt from before" in capsys.readouterr().out
     assert len(metric_rows(out)) == 1
 
 

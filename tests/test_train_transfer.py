@@ -52,8 +52,9 @@ def test_folder_run_starts_from_a_grey_run_with_frozen_features(synthetic_data, 
         "epochs": 1, "lr": 0.05, "device": "cpu", "out": str(tmp_path / "colour"),
     })
     summary = train(config, quiet=True)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "adapted" in out and "conv1.conv.weight" in out  # 1 -> 3 channel stem
+    assert "checking images" not in err and "decoding photos" not in err  # quiet: no progress bars
     assert "froze the" in out
     assert summary["test_images"] == 3  # 10% of 30 images, stratified: one per class
 

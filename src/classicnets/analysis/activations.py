@@ -32,6 +32,8 @@ from .summary import model_blocks
 
 def prepare_image(path: str | os.PathLike, metadata: Mapping[str, Any]) -> torch.Tensor:
     """A photo as the run's network sees it (see :func:`.predict.preprocess`): ``[1, C, S, S]``."""
+    if Path(path).is_dir():
+        raise UserError(f"image {path} is a folder; activations draws one image file at a time.")
     if not Path(path).is_file():
         raise UserError(f"image {path} does not exist.")
     try:

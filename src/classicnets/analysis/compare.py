@@ -337,8 +337,9 @@ def write_compare_report(out: Path, stats: Sequence[RunStats]) -> dict[str, Path
         table,
         "",
         "Parameters, MACs (multiply-accumulates of convolutions and linear layers) and memory are "
-        "computed from the networks; memory is fp32 and for the batch size shown. GoogLeNet's "
-        "parameters include its two auxiliary heads, its MACs do not (they run only in training). "
+        "computed from the networks; memory is fp32 and for the batch size shown. Where a GoogLeNet "
+        "was trained with its auxiliary heads, its parameters include them and its MACs do not "
+        "(they run only in training). "
         "Timings are medians measured on this machine now, on random data, in fp32 without "
         "torch.compile; the recorded throughput "
         "is the run's own mean over its epochs (after the first) on the device it trained on. "

@@ -69,11 +69,13 @@ def _limited(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], limit: int | 
 
 
 def _split_options(settings: Mapping[str, Any], own: bool) -> dict[str, Any]:
-    """The run's photo split settings, for its own dataset only: without its manifest the
-    default split comes back, whose test part can hold the run's training images."""
-    if not own:
+    """The run's split settings, for its own dataset only: without its manifest the default
+    split comes back, whose test part can hold the run's training images; on another dataset
+    the run's --subset or --val-size may not even fit."""
+    if not own:  # another dataset: its own default split, whatever the run's sizes were
         return {}
-    return {"manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
+    return {"val_size": settings.get("val_size", 6000), "subset": settings.get("subset"),
+            "manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
 
 
 def load_run_split(
@@ -105,8 +107,6 @@ def load_run_split(
         eval_batch_size=batch_size,
         device=device,
         seed=settings.get("seed", 0),
-        val_size=settings.get("val_size", 6000),
-        subset=settings.get("subset"),
         download=False,
         **_split_options(settings, own=dataset is None or dataset == settings.get("dataset")),
     )

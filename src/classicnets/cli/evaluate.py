@@ -97,10 +97,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dense and not isinstance(model, VGG):
         print("note: GoogLeNet is dense already (global average pooling before its one linear layer), "
               "so --dense gives the same numbers as without it.")
-    elif args.dense and vgg_feature_size(model, tta.input_size()) < 7:
-        print(f"note: at {tta.input_size()} px VGG's last feature map is smaller than 7x7, so dense "
-              f"evaluation uses the network's pooled head (identical to the plain network); "
-              f"use --scale to test larger images.")
+    elif args.dense and vgg_feature_size(model, tta.input_size()) <= 7:
+        needed = 7 * 32 + 1  # five stride-2 pools: a map over 7x7 needs images over 224 px
+        print(f"note: at {tta.input_size()} px VGG's last feature map is at most 7x7, so dense "
+              f"evaluation gives the plain network's numbers; test images over 224 px make a "
+              f"difference (--scale {needed / int(metadata['image_size']):.3g} or more for this "
+              f"{metadata['image_size']} px run).")
     split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
                            batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
                            limit=args.limit)

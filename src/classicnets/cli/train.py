@@ -85,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "validation, selection and test then use the EMA weights")
     hyper.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
     hyper.add_argument("--image-size", type=positive_int, metavar="PX")
-    hyper.add_argument("--subset", type=positive_int, metavar="N", help="train on N images only (quick look)")
+    hyper.add_argument("--subset", type=positive_int, metavar="N", help="train on a stratified N images only (a quick look); the validation "
+                       "split shrinks in proportion, the test split stays whole")
     hyper.add_argument("--val-size", type=positive_int, metavar="N")
     hyper.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                        help="flip test-time augmentation for validation and test")
@@ -158,12 +159,15 @@ def run(args: argparse.Namespace) -> int:
 def check_settings(args: argparse.Namespace) -> None:
     """Raise the UserError a run would raise for its settings or model name, without running it."""
     from ..engine import build_config, resume_config
+    from ..engine.loop import resolve_device
     from ..models import get_model_entry
 
     if args.resume:
-        resume_config(args.resume, overrides_from_args(args))
+        config = resume_config(args.resume, overrides_from_args(args))
     else:
-        get_model_entry(build_config(args.recipe, overrides_from_args(args)).model)
+        config = build_config(args.recipe, overrides_from_args(args))
+        get_model_entry(config.model)
+    resolve_device(config.device)  # e.g. a CUDA recipe on a machine without a GPU
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -118,6 +118,7 @@ def build_data(
     download: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    progress: bool = True,
     **photo_options: Any,
 ) -> DataBundle:
     """Load a dataset, split it, and return train/val/test batchers on ``device``.
@@ -127,7 +128,8 @@ def build_data(
     ``num_workers`` workers; ``"auto"`` picks ``"device"`` (the supported datasets fit).
     Photo datasets (cats-vs-dogs, cifar10, stl10, ``folder:PATH``) go to
     :func:`~classicnets.data.photos.build_photo_data`, which also takes
-    ``photo_options`` (manifest, skip_bad, mean, std, cache_dir, ...).
+    ``photo_options`` (manifest, skip_bad, mean, std, cache_dir, ...). ``progress``: progress
+    bars for the photo datasets' image checks and decoding.
     """
     from .photos import build_photo_data, is_photo_dataset
 
@@ -135,7 +137,7 @@ def build_data(
                   device=device, seed=seed, val_size=val_size, subset=subset, augment=augment, loader=loader,
                   num_workers=num_workers, download=download, rank=rank, world_size=world_size)
     if is_photo_dataset(name):
-        return build_photo_data(name, **common, **photo_options)
+        return build_photo_data(name, **common, progress=progress, **photo_options)
     given = sorted(key for key, value in photo_options.items() if value not in (None, False))
     if given:
         raise UserError(f"{', '.join(given)} only apply to photo datasets, not {name}.")

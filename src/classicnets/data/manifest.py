@@ -113,6 +113,8 @@ def list_folder(root: Path) -> ImageList:
     A ``train/`` folder (any case) marks a split tree, so split names are never taken for
     class names; other top-level folders beside the split folders are left out, with a warning.
     """
+    if root.is_file():
+        raise UserError(f"image folder {root} is a file; folder:PATH needs a folder of class subfolders.")
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist.")
     split_folders = _split_folders(root)
@@ -270,9 +272,14 @@ def write_manifest(path: Path, images: ImageList, assignment: Sequence[str]) -> 
 def read_manifest(path: Path, root: Path) -> ImageList:
     """The images a manifest lists, with their splits; paths are resolved under ``root``."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"split manifest {path} is a folder; give the CSV file that classicnets split wrote.")
     if not path.is_file():
         raise UserError(f"split manifest {path} does not exist.")
-    rows = _manifest_rows(path)
+    try:
+        rows = _manifest_rows(path)
+    except UnicodeDecodeError:
+        raise UserError(f"split manifest {path} is not a text (CSV) file.") from None
     class_names = sorted({label for _, label, _ in rows})
     if len(class_names) < 2:
         raise UserError(f"split manifest {path} names {len(class_names)} class(es); a classifier needs at least two.")

@@ -221,10 +221,14 @@ def _refuse_empty_values(values: dict[str, Any], source: str) -> None:
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"recipe {path} is a folder; give a .yaml file (e.g. recipes/fashion_mnist/vgg16.yaml).")
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist.")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"recipe {path} is not a text file; give a YAML recipe.") from None
     except yaml.YAMLError as error:
         raise UserError(f"recipe {path} is not valid YAML ({_first_line(error)}).") from None
     if not isinstance(values, dict):
@@ -259,7 +263,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
         elif name not in RESUME_MUTABLE and _coerce(name, value, config_fields()[name], "flags") != current:
             raise UserError(
                 f"--{name.replace('_', '-')} {value} conflicts with the run's saved {name} ({current}); "
-                f"with --resume only --epochs (raised), --data-dir, --device and --compile may change.")
+                f"with --resume only --epochs (raised), --data-dir, --device, --compile and --quiet may change.")
         setattr(saved, name, value)
     saved.out = str(run_dir)
     return saved.validate()

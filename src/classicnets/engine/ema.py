@@ -53,7 +53,8 @@ class ModelEma:
         ema_floats, model_floats, ema_others, model_others = self._tensor_lists(model)
         # One fused kernel per group instead of one per tensor: this runs every step.
         torch._foreach_lerp_(ema_floats, model_floats, 1 - self.current_decay())
-        torch._foreach_copy_(ema_others, model_others)
+        if ema_others:  # batch norm's step counters; plain VGG has none, and foreach refuses empty lists
+            torch._foreach_copy_(ema_others, model_others)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "weights": self.module.state_dict()}

@@ -138,7 +138,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
         val_size=config.val_size, subset=config.subset, augment=config.augment,
         loader=config.loader, num_workers=config.num_workers,
         manifest=config.manifest, skip_bad=config.skip_bad, mean=config.mean, std=config.std,
-        rank=context.rank, world_size=context.world_size)
+        rank=context.rank, world_size=context.world_size, progress=not quiet)
     model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans,
                                                 checkpoint.get("model_kwargs") if checkpoint else None)
     check_batch_norm_batch(model, data.train.num_samples // len(data.train))
@@ -186,6 +186,10 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     if context.is_main:
         if not resume:  # --overwrite: the old results go only now that this run has set up
             clear_run_files(run_dir)
+            others = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+            if others:  # e.g. eval-*/ or model.onnx from the previous model: not ours to delete
+                say(f"note: {run_dir} still holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''} "
+                    f"from before; outputs of other commands there describe the previous model")
         config.save(run_dir / CONFIG_FILE)  # only now: a run that failed to set up leaves no config behind
     say(f"{'resuming' if resume else 'training'} {config.model} on {config.dataset} "
         f"({data.split_sizes['train']:,} train / {data.split_sizes['val']:,} val / "
@@ -356,6 +360,7 @@ def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
     resuming = resumed_kwargs is not None
     model_kwargs = dict(resumed_kwargs if resuming else config.model_kwargs)
     try:
+        check_image_size_fits(config.model, model_kwargs, num_classes, in_chans, config.image_size)
         model = create_model(config.model, num_classes=num_classes, in_chans=in_chans,
                              pretrained=None if resuming else config.pretrained, **model_kwargs)
     except TypeError as error:
@@ -370,6 +375,20 @@ def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
         frozen = freeze_features(model)
         say(f"froze the {frozen:,} parameters outside the classifier head")
     return model, model_kwargs
+
+
+def check_image_size_fits(name: str, model_kwargs: dict, num_classes: int, in_chans: int, image_size: int) -> None:
+    """Fail before training, not in its first step, when the images are too small for the network
+    (pooled down to nothing). Runs a shape-only copy on the meta device: no memory, no time."""
+    with torch.device("meta"):
+        probe = create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs).eval()
+        images = torch.zeros(2, in_chans, image_size, image_size)
+    try:
+        probe(images)
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[0].rstrip(".")
+        raise UserError(f"{name} cannot run on {image_size} px images, they are too small ({reason}); "
+                        f"use a larger --image-size.") from None
 
 
 def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, run_dir: Path, context: DistContext) -> None:

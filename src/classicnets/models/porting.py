@@ -324,7 +324,10 @@ def download_torchvision_state_dict(name: str) -> StateDict:
 
 def _load_reason(error: BaseException) -> str:
     """Why torch.load failed, in words: the unpickler's own KeyError or IndexError says nothing."""
-    if isinstance(error, (OSError, RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile)):
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        # torch's text goes on to suggest weights_only=False, which would run code from the file
+        return "not a state dict of plain tensors written by torch.save"
+    if isinstance(error, (OSError, RuntimeError, EOFError, zipfile.BadZipFile)):
         return _one_line(error)
     return "not a file written by torch.save"
 
