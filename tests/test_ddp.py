@@ -282,3 +282,12 @@ def test_nproc_checks_the_settings_before_launching(capsys, tmp_path):
         assert main(["train", "--model", "vgg11", "--nproc", "2", "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
         error = capsys.readouterr().err
         assert error.count("no CUDA GPU is available") == 1 and "rank" not in error
+
+
+def test_nproc_from_python_launches_the_arguments_it_was_given(data_root, recipe, tmp_path, monkeypatch):
+    # main(argv) called from Python: the ranks must get argv, not the host process's sys.argv.
+    monkeypatch.setattr(sys, "argv", ["host-program", "--something-else"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    assert main([*train_args(data_root, recipe, out, "--epochs", "1"), "--nproc", "1"]) == 0
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES
