@@ -82,19 +82,23 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
     atomic_write_bytes(path, save(tensors, metadata=text_metadata))
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the decoded metadata of a weights file written by :func:`save_weights`."""
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor (on the CPU) and the raw string metadata of an existing .safetensors file."""
     from safetensors import SafetensorError, safe_open
 
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}, handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({error}).") from None
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the decoded metadata of a weights file written by :func:`save_weights`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist.")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            raw = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path} is not a readable safetensors file ({error}).") from None
+    tensors, raw = read_safetensors(path)
     if raw.get("format") != FORMAT or "model" not in raw:
         raise UserError(f"{path} was not written by classicnets train (no run metadata).")
     metadata = {key: json.loads(value) if key in JSON_METADATA else value for key, value in raw.items()}

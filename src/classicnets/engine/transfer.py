@@ -110,21 +110,14 @@ def stem_conv(model: nn.Module) -> str:
 
 def read_source(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Path, str | None]:
     """Tensors of a run directory (its best.safetensors) or of a .safetensors file."""
-    from safetensors import SafetensorError, safe_open
-
-    from .checkpoint import BEST_WEIGHTS
+    from .checkpoint import BEST_WEIGHTS, read_safetensors
 
     path = Path(source)
     if path.is_dir():
         path = path / BEST_WEIGHTS
     if not path.is_file():
         raise UserError(f"no weights at {path}; give a run directory or a .safetensors file.")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path} is not a readable safetensors file ({error}).") from None
+    tensors, metadata = read_safetensors(path)  # any safetensors file: a port's or another tool's too
     return tensors, path, metadata.get("model")
 
 

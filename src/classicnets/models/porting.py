@@ -413,15 +413,14 @@ def _umask() -> int:
 def load_ported_weights(path: str | os.PathLike) -> nn.Module:
     """Rebuild the model saved by :func:`save_ported_weights` and load its weights."""
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}.")
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt") as handle:  # one pass: metadata and tensors
             metadata = handle.metadata() or {}
-        state_dict = load_file(str(path))
+            state_dict = {name: handle.get_tensor(name) for name in handle.keys()}
     except (OSError, SafetensorError) as error:
         raise UserError(f"could not read {path} as safetensors ({_one_line(error)}).") from None
     try:
