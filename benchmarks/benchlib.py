@@ -65,3 +65,24 @@ def timed_steps_parser(description: str, batch_size_help: str) -> argparse.Argum
 def check_timed_steps(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be at least 1 and --warmup at least 0")
+
+
+def synchronize(device) -> None:
+    """Wait for the GPU's queued work, so that a host clock reading covers it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(run_step, warmup: int, steps: int, device) -> float:
+    """Seconds of ``steps`` calls of ``run_step()`` after ``warmup`` untimed ones
+    (compilation, cuDNN autotuning), the device synchronised at both ends."""
+    for _ in range(warmup):
+        run_step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        run_step()
+    synchronize(device)
+    return time.perf_counter() - start

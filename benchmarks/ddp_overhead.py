@@ -19,11 +19,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 import torch
 
-from benchlib import check_timed_steps, emit, timed_steps_parser
+from benchlib import check_timed_steps, emit, time_steps, timed_steps_parser
 
 DEFAULT_BATCH = {"vgg16": 64, "googlenet": 128}
 
@@ -49,24 +48,17 @@ def measure(model_name: str, args: argparse.Namespace, ddp: bool) -> tuple[float
     images = torch.randn(batch_size, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
     autocast = autocast_for(device, bf16=True)
-    start = time.perf_counter()
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            synchronize(device)
-            start = time.perf_counter()
+
+    def train_step() -> None:
         with autocast:
             loss, _ = training_loss(step_model(images), labels, criterion, 0.3)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    synchronize(device)
+
+    seconds = time_steps(train_step, args.warmup, args.steps, device)
     world_size = context.world_size if context is not None else 1
-    return args.steps * batch_size / (time.perf_counter() - start), device_name(device), world_size
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return args.steps * batch_size / seconds, device_name(device), world_size
 
 
 def worker(args: argparse.Namespace) -> int:

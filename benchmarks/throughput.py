@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 
-from benchlib import check_timed_steps, emit, timed_steps_parser
+from benchlib import check_timed_steps, emit, time_steps, timed_steps_parser
 
 DEFAULT_BATCH = {"vgg16": 128, "googlenet": 256}
 
@@ -54,11 +53,8 @@ def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> 
             epoch += 1
 
     stream = batches()
-    start = None
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            synchronize(device)
-            start = time.perf_counter()
+
+    def train_step() -> None:
         images, labels = next(stream)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -69,13 +65,8 @@ def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    synchronize(device)
-    return args.steps * batch_size / (time.perf_counter() - start)
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return args.steps * batch_size / time_steps(train_step, args.warmup, args.steps, device)
 
 
 def main(argv: list[str]) -> int:
