@@ -133,6 +133,15 @@ def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     return F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def check_transform_call(images: torch.Tensor, augment, generator: torch.Generator | None):
+    """What every batch transform checks first; returns its ``augment`` (None: not augmenting)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 batch, got {images.dtype}")
+    if augment is not None and generator is None:
+        raise ValueError("an augmenting transform needs a generator")
+    return augment
+
+
 def normalisation_constants(
     mean: list[float], std: list[float], device: torch.device | str, pixel_scale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,11 +180,7 @@ class BatchTransform:
         self.augment = augment if augment is not None and augment.enabled else None
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected a uint8 batch, got {images.dtype}")
-        augment = self.augment
-        if augment is not None and generator is None:
-            raise ValueError("an augmenting transform needs a generator")
+        augment = check_transform_call(images, self.augment, generator)
         if augment is not None:
             images = random_crop(images, augment.crop_padding, generator)
             if augment.hflip:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .augment import normalisation_constants, random_erasing
+from .augment import check_transform_call, normalisation_constants, random_erasing
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 LUMA = (0.299, 0.587, 0.114)
@@ -200,11 +200,7 @@ class PhotoTransform:
         self.augment = augment if augment is not None and augment.enabled else None
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected a uint8 batch, got {images.dtype}")
-        augment = self.augment
-        if augment is not None and generator is None:
-            raise ValueError("an augmenting transform needs a generator")
+        augment = check_transform_call(images, self.augment, generator)
         x = images.to(torch.float32).div_(255)
         if augment is not None and (augment.crops or augment.hflip):
             x = self._resample(x, augment, generator)
