@@ -229,6 +229,38 @@ def test_a_failing_rank_stops_the_job_and_is_named(data_root, recipe, tmp_path):
     assert "rank 1 failed with RuntimeError: injected failure for the test" in result.stderr
 
 
+def test_a_loss_that_diverges_on_one_rank_stops_every_rank_with_the_divergence_message(data_root, recipe,
+                                                                                       tmp_path):
+    # Rank 1 alone sees a NaN loss value (its gradients stay finite, so rank 0's loss stays
+    # finite). If rank 1 stopped alone, torchrun would kill rank 0 mid-step with SIGTERM (or,
+    # across nodes, rank 0 would wait in its next collective until the timeout).
+    worker = tmp_path / "nan_worker.py"
+    worker.write_text(textwrap.dedent("""\
+        import os
+        import sys
+
+        from classicnets.cli.main import main
+        from classicnets.engine import loop
+
+        real_training_loss = loop.training_loss
+
+        def nan_valued_loss(*args, **kwargs):
+            loss, logits = real_training_loss(*args, **kwargs)
+            return loss + float("nan") * loss.detach(), logits
+
+        if os.environ["RANK"] == "1":
+            loop.training_loss = nan_valued_loss
+        sys.exit(main(sys.argv[1:]))
+        """))
+    out = tmp_path / "diverged"
+    result = torchrun("--standalone", "--nproc_per_node", "2", str(worker),
+                      *train_args(data_root, recipe, out, "--batch-size", "8", "--dist-timeout", "1"))
+    assert result.returncode != 0
+    assert result.stderr.count("training diverged: the loss became non-finite on rank 1 in epoch 1") == 1
+    assert "SIGTERM" not in result.stderr and "failed with" not in result.stderr  # both stopped on their own
+    assert not out.exists()  # stopped before its first epoch: nothing left behind
+
+
 def test_nproc_inside_a_torchrun_job_is_refused(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -38,7 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
-    from pathlib import Path
 
     from ..analysis.figures import output_dir
     from ..analysis.predict import expand_inputs, predict_images

@@ -171,9 +171,10 @@ def check_settings(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
     from ..engine import (EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted,
                           build_config, resume_config, train)
+    from ..engine.distributed import env_rank
+    from ..errors import UserError
 
     overrides = overrides_from_args(args)
     if args.resume:
@@ -186,7 +187,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         train(config, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     except TrainingDiverged as error:
-        print(f"classicnets train: error: {error}", file=sys.stderr)
+        if env_rank() == 0:  # every rank stops together with the same news; one says it
+            print(f"classicnets train: error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
     except TrainingInterrupted as error:
         print(f"classicnets train: {error}", file=sys.stderr)

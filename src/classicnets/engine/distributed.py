@@ -112,6 +112,18 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def ranks_where(flag: bool, device: torch.device) -> list[int]:
+    """The ranks on which ``flag`` is true, known to every rank (``[0]`` or ``[]`` in a single
+    process). A decision one rank takes alone, e.g. to stop, would leave the others waiting
+    in their next collective until the timeout."""
+    if not is_distributed():
+        return [0] if flag else []
+    flags = torch.zeros(dist.get_world_size(), device=device)
+    flags[dist.get_rank()] = float(flag)
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return [rank for rank, value in enumerate(flags.tolist()) if value]
+
+
 def torchrun_command(nproc: int, classicnets_argv: list[str]) -> list[str]:
     """The command that runs ``classicnets <classicnets_argv>`` as ``nproc`` processes on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

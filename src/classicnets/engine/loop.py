@@ -50,7 +50,7 @@ from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_
                          restore_rng_state, save_checkpoint, save_weights)
 from .config import TrainConfig
 from .distributed import (DistContext, all_reduce_sum, barrier, from_rank_zero, init_distributed, rank_device,
-                          teardown_distributed)
+                          ranks_where, teardown_distributed)
 from .ema import ModelEma
 from .evaluate import autocast_for, evaluate
 from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
@@ -235,10 +235,14 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
             seen += labels.numel()
             if step % config.log_interval == 0 or step == len(data.train):
                 mean_loss = loss_sum.item() / seen  # the sync point; NaN anywhere in the epoch shows here
-                if not math.isfinite(mean_loss):
+                diverged_ranks = ranks_where(not math.isfinite(mean_loss), device)  # every rank stops together
+                if diverged_ranks:
                     bar.close()
-                    raise TrainingDiverged(diverged_message(mean_loss, epoch, step, run_dir, progress["epoch"],
-                                                            config.lr))
+                    where = (f" on rank{'s' if len(diverged_ranks) > 1 else ''} "
+                             f"{', '.join(map(str, diverged_ranks))}" if context.enabled else "")
+                    value = "non-finite" if math.isfinite(mean_loss) else str(mean_loss)  # another rank's
+                    raise TrainingDiverged(diverged_message(value + where, epoch, step, run_dir,
+                                                            progress["epoch"], config.lr))
                 elapsed = time.perf_counter() - epoch_start
                 bar.update(step - last_logged, mean_loss, correct.item() / seen, seen / elapsed)
                 last_logged = step
@@ -312,7 +316,7 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     return summary
 
 
-def diverged_message(loss: float, epoch: int, step: int, run_dir: Path, epochs_done: int, lr: float) -> str:
+def diverged_message(loss: str, epoch: int, step: int, run_dir: Path, epochs_done: int, lr: float) -> str:
     kept = (f"{run_dir / LAST_CHECKPOINT} still holds epoch {epochs_done}" if epochs_done
             else "no epoch had finished, so nothing was saved")
     return (f"training diverged: the loss became {loss} in epoch {epoch} by step {step}; {kept}; lower the "
