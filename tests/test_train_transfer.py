@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -91,3 +93,30 @@ def test_photo_augment_options_are_checked_for_photo_datasets(tmp_path):
         build_config(None, {"model": "vgg11", "dataset": "cats-vs-dogs", "augment": {"crop_padding": 4}})
     with pytest.raises(UserError, match="brightness"):
         build_config(None, {"model": "vgg11", "augment": {"brightness": 0.2}})  # Fashion-MNIST has no jitter
+
+
+def test_the_saved_config_holds_absolute_paths_so_a_run_resumes_from_any_directory(tmp_path, cache_dir, monkeypatch,
+                                                                                  capsys):
+    from classicnets.cli.main import main
+
+    write_folder(tmp_path / "work" / "photos", per_class=6, size=16)
+    monkeypatch.chdir(tmp_path / "work")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: googlenet\nmodel_kwargs: {aux_logits: false}\n")
+    flags = ["--recipe", str(recipe), "--dataset", "folder:photos", "--image-size", "16", "--batch-size", "6",
+             "--lr", "0.01", "--device", "cpu", "--quiet"]
+    assert main(["train", *flags, "--epochs", "1", "--data-dir", "unused-data"]) == 0
+    (run_dir,) = (tmp_path / "work" / "runs").iterdir()  # folder:photos named flat, not as nested folders
+    assert run_dir.name.startswith("googlenet-folder_photos-")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["dataset"] == f"folder:{tmp_path / 'work' / 'photos'}"
+    assert saved["data_dir"] == str(tmp_path / "work" / "unused-data")
+
+    # From another directory: the saved paths still find the photos, and the same relative
+    # flag given again (from the run's own directory) is not taken for a different dataset.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--dataset", "folder:photos", "--quiet"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 3
+    capsys.readouterr()

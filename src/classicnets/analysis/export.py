@@ -77,13 +77,19 @@ def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, dynamic_bat
     return path
 
 
+def ignore_torchscript_deprecation() -> None:
+    """Inside ``warnings.catch_warnings()``: torch.jit's notice that TorchScript is deprecated
+    (a FutureWarning in some releases, a DeprecationWarning in others) says nothing to act on here."""
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated")
+
+
 def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> Path:
     """Write ``torch.jit.trace`` of ``model``'s eval-mode network at ``path``, atomically."""
     path = Path(path)
     temp = _temporary_path(path)
     try:
         with warnings.catch_warnings(), torch.no_grad(), _eval_mode(model):
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            ignore_torchscript_deprecation()
             traced = torch.jit.trace(model, example, check_trace=False)
             traced.save(str(temp))
         os.replace(temp, path)
@@ -124,7 +130,7 @@ def run_exported(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
         (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: images.cpu().numpy()})
         return torch.from_numpy(logits)
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", FutureWarning)
+        ignore_torchscript_deprecation()
         module = torch.jit.load(str(path), map_location="cpu")
         return module(images.cpu())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from .common import add_run_data_arguments, positive_float, positive_int
 
@@ -56,14 +55,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def default_folder_name(args: argparse.Namespace) -> str:
     """``eval-SPLIT-TTA[-dense]``, plus every setting that changes the numbers, so that two
     different evaluations of one run never overwrite each other."""
+    from ..data.photos import dataset_slug
+
     parts = ["eval", args.split, args.tta] + (["dense"] if args.dense else [])
     if args.scale != 1.0:
         parts.append(f"scale{args.scale:g}")
     if args.scales:
         parts.append("scales" + "_".join(f"{s:g}" for s in args.scales))
-    if args.dataset:  # folder:/some/where/photos -> folder_photos
-        kind, _, path = args.dataset.partition(":")
-        parts.append(f"{kind}_{os.path.basename(os.path.normpath(path))}" if path else kind)
+    if args.dataset:
+        parts.append(dataset_slug(args.dataset))
     if args.limit:
         parts.append(f"first{args.limit}")
     return "-".join(parts)

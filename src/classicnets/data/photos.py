@@ -66,6 +66,14 @@ class SplitImages:
         return self.images.select(split_positions(self.assignment)[split])
 
 
+def dataset_slug(name: str) -> str:
+    """``name`` fit for a file name: ``folder:/some/where/photos`` -> ``folder_photos``."""
+    if not name.startswith(FOLDER_PREFIX):
+        return name
+    folder = os.path.basename(os.path.normpath(name[len(FOLDER_PREFIX):]))
+    return f"folder_{folder}" if folder not in ("", ".", "..", os.sep) else "folder"
+
+
 def list_images(name: str, data_dir: str | os.PathLike | None) -> ImageList:
     """The files of a file dataset (``cats-vs-dogs`` or ``folder:PATH``), unsplit."""
     if name.startswith(FOLDER_PREFIX):

@@ -36,6 +36,8 @@ AUGMENT_KEYS = ("crop_padding", "hflip", "erasing")
 # Settings that may change on --resume without changing what the network learns.
 RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval",
                             "dist_timeout_minutes"})
+# Settings that name files or folders; a run saves them absolute (TrainConfig.with_absolute_paths).
+PATH_SETTINGS = ("dataset", "data_dir", "manifest", "init_from")
 
 
 @dataclass
@@ -156,6 +158,13 @@ class TrainConfig:
             raise UserError(f"std must be positive per channel, got {self.std}.")
         return self
 
+    def with_absolute_paths(self) -> "TrainConfig":
+        """Path settings made absolute, so the saved config means the same from any working
+        directory: ``--resume``, ``evaluate`` and ``embed`` read it later, perhaps from elsewhere."""
+        for name, value in absolute_path_settings({n: getattr(self, n) for n in PATH_SETTINGS}).items():
+            setattr(self, name, value)
+        return self
+
     def _validate_transfer(self) -> None:
         if self.pretrained is not None:
             _check_choice("pretrained", self.pretrained, ("torchvision",))
@@ -178,6 +187,23 @@ class TrainConfig:
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         atomic_write_bytes(Path(path), text.encode())
+
+
+def absolute_path_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the paths among them made absolute (``folder:PATH`` datasets included)."""
+    from ..data.photos import FOLDER_PREFIX
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().absolute())
+
+    values = dict(values)
+    for name in ("data_dir", "manifest", "init_from"):
+        if isinstance(values.get(name), str) and values[name]:
+            values[name] = absolute(values[name])
+    dataset = values.get("dataset")
+    if isinstance(dataset, str) and dataset.startswith(FOLDER_PREFIX) and len(dataset) > len(FOLDER_PREFIX):
+        values["dataset"] = FOLDER_PREFIX + absolute(dataset[len(FOLDER_PREFIX):])
+    return values
 
 
 def config_fields() -> dict[str, type]:
@@ -250,7 +276,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig
     if not saved_path.is_file():
         raise UserError(f"cannot resume: {saved_path} does not exist (is {run_dir} a run directory?).")
     saved = config_from_dict(load_recipe(saved_path), str(saved_path))
-    overrides = dict(overrides)
+    overrides = absolute_path_settings(overrides)  # compared with the saved, absolute paths
     out = overrides.pop("out", None)
     if out is not None and Path(out).resolve() != run_dir.resolve():
         raise UserError(f"--out {out} conflicts with --resume {run_dir}; a resumed run stays in its directory.")

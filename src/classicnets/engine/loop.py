@@ -76,7 +76,7 @@ class TrainingInterrupted(Exception):
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train ``config.model`` on ``config.dataset``; return the summary (also in summary.json)."""
     session_start = time.perf_counter()
-    config.validate()
+    config.validate().with_absolute_paths()
     get_model_entry(config.model)  # unknown names fail before anything is written
     if not is_known_dataset(config.dataset):
         raise UserError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(list_datasets())}.")

@@ -21,7 +21,9 @@ RUN_FILES = (CONFIG_FILE, METRICS_FILE, BEST_WEIGHTS, LAST_CHECKPOINT, CURVES_FI
 
 
 def default_run_dir(model: str, dataset: str) -> Path:
-    return Path("runs") / f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..data.photos import dataset_slug  # folder:/a/b/photos must not become nested folders
+
+    return Path("runs") / f"{model}-{dataset_slug(dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def claim_default_run_dir(model: str, dataset: str) -> Path:
