@@ -676,6 +676,27 @@ def test_array_dataset_bundle_and_missing_files(tmp_path):
                          device="cpu", seed=0, download=False)
 
 
+def test_stats_of_cifar10_match_the_normalisation_of_a_run_with_the_same_seed_and_val_size(tmp_path, capsys):
+    write_cifar(tmp_path, per_batch=20)
+    for seed, val_size in ((0, 10), (3, 5)):
+        data = build_photo_data("cifar10", data_dir=tmp_path, image_size=32, batch_size=16, eval_batch_size=32,
+                                device="cpu", seed=seed, val_size=val_size, download=False)
+        assert main(["stats", "cifar10", "--data-dir", str(tmp_path), "--seed", str(seed),
+                     "--val-size", str(val_size), "--no-download", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["images"] == data.split_sizes["train"] == 100 - val_size
+        assert result["mean"] == pytest.approx(data.mean, abs=1e-12)
+        assert result["std"] == pytest.approx(data.std, abs=1e-12)
+    assert main(["stats", "cifar10", "--data-dir", str(tmp_path), "--no-download", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 90  # default: 6,000 capped at a tenth
+
+
+def test_stats_split_flags_are_refused_for_file_datasets(tmp_path, capsys):
+    root = make_folder(tmp_path / "ds", {"a": 4, "b": 4})
+    assert main(["stats", f"folder:{root}", "--seed", "1"]) == 2
+    assert "split of cifar10 and stl10 only" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- commands
 
 def test_split_command_writes_default_manifest_and_copies(tmp_path, capsys):

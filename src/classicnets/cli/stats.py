@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import non_negative_int, positive_int
 
 EPILOG = """\
 DATASET is cats-vs-dogs, folder:PATH, cifar10 or stl10. The training split is the
 manifest's (--manifest, else ROOT/classicnets-split.csv), else the default one that
-training uses. Pixels are counted in exact integer histograms and reduced in float64;
+training uses; for cifar10 and stl10 it is the training file less the validation part
+that --seed and --val-size cut (as training with the same settings does). Pixels are counted in exact integer histograms and reduced in float64;
 the std is the population std. Values are on [0, 1], as training normalises.
 
 Every image is checked first; bad files (empty, truncated, corrupt, not images, too
@@ -31,6 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=positive_int, metavar="PX",
                    help="count the pixels at this training size (shorter side, centre square); "
                         "default: every file at its own size")
+    p.add_argument("--seed", type=non_negative_int, metavar="N",
+                   help="cifar10/stl10: the seed of the training run whose split to measure (default 0)")
+    p.add_argument("--val-size", type=positive_int, metavar="N",
+                   help="cifar10/stl10: the validation images that run held out (default 6000, "
+                        "at most a tenth of the training file)")
     p.add_argument("--workers", type=positive_int, default=2, metavar="N", help="decoding threads (default 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable images out instead of stopping")
@@ -43,12 +49,18 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from ..data.photos import ARRAY_DATASETS
     from ..data.stats import training_split_mean_std
+    from ..errors import UserError
 
+    split = {name: value for name, value in (("seed", args.seed), ("val_size", args.val_size)) if value is not None}
+    if split and args.dataset not in ARRAY_DATASETS:
+        raise UserError(f"--seed and --val-size choose the split of {' and '.join(ARRAY_DATASETS)} only; "
+                        f"{args.dataset}'s split comes from its manifest.")
     result = training_split_mean_std(args.dataset, args.data_dir, manifest=args.manifest,
                                      image_size=args.image_size, workers=args.workers,
                                      progress=sys.stderr.isatty(), download=args.download,
-                                     skip_bad=args.skip_bad)
+                                     skip_bad=args.skip_bad, **split)
     if args.json:
         print(json.dumps(result))
         return 0

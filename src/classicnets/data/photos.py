@@ -245,10 +245,11 @@ def _bundle_from_files(split: SplitImages, plan: BatchPlan, *, skip_bad: bool, m
                    images.class_names, mean, std, plan.image_size, {k: v.numel() for k, v in positions.items()})
 
 
-def _bundle_from_arrays(arrays: ArraySplits, plan: BatchPlan, val_size: int, subset: int | None,
-                        mean: list[float] | None, std: list[float] | None) -> "DataBundle":
+def array_split_indices(arrays: ArraySplits, *, val_size: int, seed: int,
+                        subset: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) positions into CIFAR-10's or STL-10's training file: ``val_size`` held
+    out, stratified by ``seed``, but never more than a tenth of the file."""
     from .build import split_indices
-    from .stats import tensor_mean_std
 
     count = arrays.train_labels.numel()
     val_size = min(val_size, count // 10)
@@ -256,10 +257,17 @@ def _bundle_from_arrays(arrays: ArraySplits, plan: BatchPlan, val_size: int, sub
         raise UserError(f"{count} training images are too few to hold out a validation part.")
     if subset is not None and not 1 <= subset <= count - val_size:
         raise UserError(f"subset must be between 1 and the {count - val_size} training images, got {subset}.")
-    train_idx, val_idx = split_indices(arrays.train_labels, val_size=val_size, subset=subset, seed=plan.seed)
+    return split_indices(arrays.train_labels, val_size=val_size, subset=subset, seed=seed)
+
+
+def _bundle_from_arrays(arrays: ArraySplits, plan: BatchPlan, val_size: int, subset: int | None,
+                        mean: list[float] | None, std: list[float] | None) -> "DataBundle":
+    from .stats import tensor_mean_std
+
+    train_idx, val_idx = array_split_indices(arrays, val_size=val_size, seed=plan.seed, subset=subset)
     test_idx = torch.arange(arrays.test_labels.numel())
     if mean is None:
-        mean, std = tensor_mean_std(arrays.train_images[train_idx])
+        mean, std = tensor_mean_std(arrays.train_images, indices=train_idx)
     make_train = _batcher_factory(arrays.train_images, arrays.train_labels, plan, mean, std)
     make_test = _batcher_factory(arrays.test_images, arrays.test_labels, plan, mean, std)
     return _bundle(make_train(train_idx, True), make_train(val_idx, False), make_test(test_idx, False),

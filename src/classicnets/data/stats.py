@@ -126,17 +126,16 @@ def training_split_mean_std(name: str, data_dir: str | None, *, manifest: str | 
     ``val_size`` cut, at native size (as training does).
     Returns ``{"dataset", "images", "image_size", "mean", "std"}``.
     """
-    from .photos import ARRAY_DATASETS, open_split
+    from .photos import ARRAY_DATASETS, array_split_indices, open_split
 
     if name in ARRAY_DATASETS:
-        from .build import resolve_data_dir, split_indices
+        from .build import resolve_data_dir
 
         if image_size is not None:
             raise UserError(f"{name} statistics are taken at the native size, as training does; drop --image-size.")
         arrays = ARRAY_DATASETS[name](resolve_data_dir(data_dir), download)
-        val = min(val_size, arrays.train_labels.numel() // 10)
-        train_idx, _ = split_indices(arrays.train_labels, val_size=val, subset=None, seed=seed)
-        mean, std = tensor_mean_std(arrays.train_images[train_idx])
+        train_idx, _ = array_split_indices(arrays, val_size=val_size, seed=seed)
+        mean, std = tensor_mean_std(arrays.train_images, indices=train_idx)
         count = train_idx.numel()
     else:
         from .validate import check_images, drop_bad_images
