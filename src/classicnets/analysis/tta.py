@@ -118,9 +118,10 @@ def five_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def ten_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """:func:`five_crop` and the same five crops mirrored: ``[10, N, C, size, size]``."""
-    crops = five_crop(images, size)
-    return torch.cat([crops, crops.flip(-1)])
+    """:func:`five_crop` of the images, then of their mirror images: ``[10, N, C, size, size]``
+    (torchvision's ``TenCrop`` order; cropping the mirror image also keeps an odd margin's
+    centre crop where torchvision puts it)."""
+    return torch.cat([five_crop(images, size), five_crop(images.flip(-1), size)])
 
 
 def logits_of(output: torch.Tensor | tuple) -> torch.Tensor:
