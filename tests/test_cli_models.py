@@ -96,7 +96,7 @@ def test_bad_arguments_exit_2(capsys, argv):
 def test_summary_input_too_small_is_one_sentence(capsys):
     code, out, err = run_cli(capsys, "summary", "googlenet_tv", "--input-size", "8")
     assert code == 2 and out == ""
-    assert err.startswith("classicnets summary: error: googlenet_tv cannot run on a 3x8x8 input, it is too small")
+    assert err.startswith("classicnets summary: error: googlenet_tv cannot run on a 3x8x8 input, too small for it")
     assert len(err.strip().splitlines()) == 1
 
 

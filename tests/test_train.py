@@ -390,7 +390,7 @@ def test_resume_does_not_read_the_init_from_source_again(synthetic_data, tmp_pat
 
 def test_images_too_small_for_the_network_are_refused_before_training(synthetic_data, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(UserError, match="googlenet_tv cannot run on 8 px images, they are too small"):
+    with pytest.raises(UserError, match="googlenet_tv cannot run on 8 px images, too small for it"):
         train(fast_config(out, model="googlenet_tv", image_size=8), quiet=True)
     assert not out.exists()
 

@@ -45,6 +45,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
+from ..models import run_or_refuse_input
 from ..models.googlenet import GoogLeNet
 from ..models.vgg import VGG
 from .text_table import format_count, format_macs, format_mib, format_shape, render_table
@@ -191,16 +192,7 @@ def example_input(model: nn.Module, input_size: int, in_chans: int, batch_size: 
 
 
 def _run(model: nn.Module, x: torch.Tensor, name: str) -> object:
-    # A model that runs at 224 and fails here fails because of the input: maps pooled
-    # down to nothing, or batch norm in training mode seeing one value per channel.
-    try:
-        return model(x)
-    except torch.OutOfMemoryError:
-        raise  # a real device running out is not about the input's size
-    except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0].rstrip(".")
-        size = "x".join(str(d) for d in x.shape[1:])
-        raise UserError(f"{name} cannot run on a {size} input, it is too small ({reason}).") from error
+    return run_or_refuse_input(model, x, name, f"a {'x'.join(str(d) for d in x.shape[1:])} input")
 
 
 @contextmanager

@@ -44,7 +44,7 @@ from torch import nn
 
 from ..data import build_data, derive_seed, is_known_dataset, list_datasets
 from ..errors import UserError
-from ..models import create_model, get_model_entry
+from ..models import create_model, get_model_entry, run_or_refuse_input
 from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
                          restore_rng_state, save_checkpoint, save_weights)
@@ -387,12 +387,7 @@ def check_image_size_fits(name: str, model_kwargs: dict, num_classes: int, in_ch
     with torch.device("meta"):
         probe = create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs).eval()
         images = torch.zeros(2, in_chans, image_size, image_size)
-    try:
-        probe(images)
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[0].rstrip(".")
-        raise UserError(f"{name} cannot run on {image_size} px images, they are too small ({reason}); "
-                        f"use a larger --image-size.") from None
+    run_or_refuse_input(probe, images, name, f"{image_size} px images", hint="; use a larger --image-size")
 
 
 def check_resumable(checkpoint: dict[str, Any], config: TrainConfig, run_dir: Path, context: DistContext) -> None:

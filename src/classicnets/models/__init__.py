@@ -3,7 +3,7 @@
 from functools import partial
 
 from .googlenet import GoogLeNet, GoogLeNetOutput, build_googlenet
-from .registry import create_model, get_model_entry, list_models, register_model
+from .registry import create_model, get_model_entry, list_models, register_model, run_or_refuse_input
 from .vgg import VGG, build_vgg
 
 _VGG_NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D": "vgg16", "E": "vgg19"}
@@ -19,4 +19,4 @@ register_model("googlenet_tv", "googlenet", "torchvision's GoogLeNet layout",
                partial(build_googlenet, "googlenet_tv"))
 
 __all__ = ["GoogLeNet", "GoogLeNetOutput", "VGG", "build_googlenet", "build_vgg",
-           "create_model", "get_model_entry", "list_models", "register_model"]
+           "create_model", "get_model_entry", "list_models", "register_model", "run_or_refuse_input"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from ..errors import UnknownModelError, UserError
@@ -69,3 +70,16 @@ def create_model(
 
         return build_pretrained(entry, num_classes=num_classes, in_chans=in_chans, **kwargs)
     return entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def run_or_refuse_input(model: nn.Module, x: torch.Tensor, name: str, what: str, hint: str = "") -> Any:
+    """``model(x)``, where a failure can only come from the input's size (the same network runs
+    at 224 px): feature maps pooled down to nothing, or batch norm in training mode seeing one
+    value per channel. It becomes a :class:`UserError` naming ``what`` was given, plus ``hint``."""
+    try:
+        return model(x)
+    except torch.OutOfMemoryError:
+        raise  # a device running out of memory is not about the input's size
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0].rstrip(".")
+        raise UserError(f"{name} cannot run on {what}, too small for it ({reason}){hint}.") from error
