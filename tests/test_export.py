@@ -64,6 +64,23 @@ def test_parity_check_catches_a_different_network(googlenet, scripted):
     assert parity.max_abs_diff == pytest.approx(0.01, abs=1e-5)
 
 
+def test_parity_limit_grows_with_the_logits_so_float_reordering_is_not_a_failure(googlenet, tmp_path):
+    # Logits in the thousands: the same float32 network in another runtime may differ by
+    # more than 1e-4 in absolute terms; the limit is 1e-4 of the largest logit.
+    large = classicnets.create_model("googlenet", num_classes=10, in_chans=1).eval()
+    large.load_state_dict(googlenet.state_dict())
+    with torch.no_grad():
+        large.fc.weight.mul_(1e4)
+        large.fc.bias.fill_(3000.0)
+    path = export_torchscript(large, tmp_path / "large.pt", torch.randn(2, *SHAPE))
+    parity = check_parity(large, path, "torchscript", SHAPE)
+    assert parity.logit_scale >= 3000 and parity.limit == pytest.approx(1e-4 * parity.logit_scale)
+    assert parity.ok
+    with torch.no_grad():
+        large.fc.bias += 1.0  # a real change is still far above the limit
+    assert not check_parity(large, path, "torchscript", SHAPE).ok
+
+
 def test_a_training_mode_model_exports_its_inference_network(googlenet, tmp_path):
     googlenet.train()
     try:

@@ -112,11 +112,18 @@ def export_model(model: nn.Module, path: Path, fmt: str, example: torch.Tensor, 
 class Parity:
     max_abs_diff: float
     batch_sizes: tuple[int, ...]
-    tolerance: float
+    tolerance: float  # relative to logit_scale
+    logit_scale: float = 1.0  # the largest |logit| PyTorch gave, at least 1
+
+    @property
+    def limit(self) -> float:
+        """The largest difference allowed: float32 arithmetic done in another order (another
+        runtime's kernels) errs in proportion to the values, so large logits may differ more."""
+        return self.tolerance * self.logit_scale
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return self.max_abs_diff <= self.limit
 
 
 def run_exported(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
@@ -139,10 +146,11 @@ def run_exported(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
 def check_parity(model: nn.Module, path: Path, fmt: str, image_shape: tuple[int, int, int],
                  batch_sizes: tuple[int, ...] = (2,), tolerance: float = PARITY_TOLERANCE,
                  seed: int = 0) -> Parity:
-    """Largest |exported - PyTorch| logit difference over random standard-normal batches."""
+    """Largest |exported - PyTorch| logit difference over random standard-normal batches,
+    to be at most ``tolerance`` times the largest logit magnitude (or ``tolerance``, below 1)."""
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    worst = 0.0
+    worst, scale = 0.0, 1.0
     for batch in batch_sizes:
         images = torch.randn(batch, *image_shape, generator=generator)
         with _eval_mode(model):
@@ -152,4 +160,5 @@ def check_parity(model: nn.Module, path: Path, fmt: str, image_shape: tuple[int,
             raise RuntimeError(f"the export gives logits of shape {tuple(actual.shape)}, "
                                f"PyTorch {tuple(expected.shape)}")
         worst = max(worst, (actual - expected).abs().max().item())
-    return Parity(worst, tuple(batch_sizes), tolerance)
+        scale = max(scale, expected.abs().max().item())
+    return Parity(worst, tuple(batch_sizes), tolerance, scale)
