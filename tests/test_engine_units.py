@@ -56,6 +56,11 @@ def test_recipe_values_are_checked_and_coerced(tmp_path):
     ({"ema_decay": 1.0}, "ema_decay must be in"),
     ({"warmup_epochs": -1}, "warmup_epochs must be zero or more"),
     ({"model": None}, "no model given"),
+    ({"image_size": 100_000}, "image_size must be at most 4,096"),
+    ({"batch_size": 10**20}, "batch_size must be at most 65,536"),
+    ({"eval_batch_size": 70_000}, "eval_batch_size must be at most 65,536"),
+    ({"init_from": ""}, "init_from must not be an empty text"),
+    ({"data_dir": "  ", "manifest": ""}, "data_dir, manifest must not be an empty text"),
 ])
 def test_impossible_settings_are_refused(values, message):
     with pytest.raises(UserError, match=message):

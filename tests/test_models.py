@@ -152,6 +152,27 @@ def test_googlenet_aux_outputs_in_train_mode_only(name):
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 5)
 
 
+@pytest.mark.parametrize("name, image_size, paper_pool", [
+    ("googlenet", 224, True), ("googlenet_paper", 224, True), ("googlenet", 256, True),
+    ("googlenet", 64, False), ("googlenet_tv", 224, False)])
+def test_aux_heads_pool_5x5_stride_3_where_the_paper_does(name, image_size, paper_pool):
+    # Section 5: "average pooling layer with 5x5 filter size and stride 3, resulting in an
+    # 4x4x512 output for the (4a)"; an adaptive 4x4 pool averages other windows at 14x14.
+    model = create_model(name, num_classes=3, aux_logits=True, init_weights=False).train()
+    seen = {}
+    model.aux1.pool.register_forward_hook(lambda module, args, out: seen.update(x=args[0], out=out))
+    with torch.no_grad():
+        model(torch.randn(1, 3, image_size, image_size))
+    x, out = seen["x"], seen["out"]
+    assert out.shape[-2:] == (4, 4)
+    adaptive = nn.functional.adaptive_avg_pool2d(x, 4)
+    if paper_pool:
+        assert x.shape[-1] in (14, 16) and torch.equal(out, nn.functional.avg_pool2d(x, 5, stride=3))
+        assert not torch.allclose(out, adaptive)
+    else:
+        assert torch.equal(out, adaptive)
+
+
 def test_googlenet_without_aux_returns_plain_logits_in_train_mode():
     model = create_model("googlenet", num_classes=3, aux_logits=False).train()
     out = model(torch.randn(2, 3, 32, 32))

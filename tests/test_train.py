@@ -301,6 +301,14 @@ def test_failed_setup_leaves_no_run_dir(synthetic_data, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model, kwargs, reason", [
+    ("googlenet_tv", {"transform_input": True}, "needs in_chans=3"),  # a 1-channel dataset
+    ("googlenet", {"dropout": 7}, "dropout probability")])
+def test_model_kwargs_values_the_network_refuses_are_a_clear_error(synthetic_data, tmp_path, model, kwargs, reason):
+    with pytest.raises(UserError, match=f"model_kwargs .* do not fit {model} .*{reason}"):
+        train(fast_config(tmp_path / "run", model=model, model_kwargs={"aux_logits": False, **kwargs}), quiet=True)
+
+
 def test_ctrl_c_says_how_to_resume(synthetic_data, tmp_path, monkeypatch, capsys):
     real_loss, calls = engine_loop.training_loss, []
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "onecycle", "step", "plateau")
@@ -135,7 +136,11 @@ class TrainConfig:
         _check_positive("lr", self.lr)
         _check_positive("dist_timeout_minutes", self.dist_timeout_minutes)
         # Ceilings where the libraries below would otherwise fail with a traceback.
-        _check_at_most("seed", self.seed, 2**32 - 1)  # numpy's seed range
+        _check_at_most("seed", self.seed, MAX_SEED)
+        _check_at_most("image_size", self.image_size, MAX_IMAGE_SIZE)
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) is not None:
+                _check_at_most(name, getattr(self, name), MAX_BATCH_SIZE)
         _check_at_most("warmup_epochs", self.warmup_epochs, 1_000_000)  # turned into a step count
         _check_at_most("dist_timeout_minutes", self.dist_timeout_minutes, 10_000)  # a week; must fit a C int of ms
         if self.grad_clip is not None:
@@ -243,6 +248,10 @@ def _refuse_empty_values(values: dict[str, Any], source: str) -> None:
         defaults = TrainConfig()
         shown = ", ".join(f"{name} (default {getattr(defaults, name)!r})" for name in empty)
         raise UserError(f"{source}: {shown} must have a value; give one or delete the line to keep the default.")
+    blank = sorted(name for name, value in values.items() if isinstance(value, str) and not value.strip())
+    if blank:  # init_from: "" would otherwise read as "not given" and train from scratch
+        raise UserError(f"{source}: {', '.join(blank)} must not be an empty text; give a value or delete "
+                        f"the line to keep the default.")
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:

@@ -367,7 +367,7 @@ def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
         check_image_size_fits(config.model, model_kwargs, num_classes, in_chans, config.image_size)
         model = create_model(config.model, num_classes=num_classes, in_chans=in_chans,
                              pretrained=None if resuming else config.pretrained, **model_kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown keyword, or a value the network refuses
         raise UserError(f"model_kwargs {model_kwargs} do not fit {config.model} ({error}).") from None
     if config.pretrained and not resuming:
         report = port_report(model)

@@ -14,8 +14,10 @@ The inception modules are rows of :data:`INCEPTION_TABLE` (the paper's Table 1);
 Small inputs: ``googlenet`` and ``googlenet_paper`` pool with 3x3/2 and padding 1, which
 gives the paper's sizes at 224 (112 -> 56 -> 28 -> 14 -> 7) and never shrinks a map
 below 1x1; at 28 px the maps go 14 -> 7 -> 4 -> 2 -> 1. ``googlenet_tv`` rounds up like
-torchvision. The auxiliary heads pool to 4x4 adaptively (the paper's 5x5/3 average pool
-on a 14x14 map), so on maps smaller than 4x4 they replicate values.
+torchvision. The auxiliary heads of ``googlenet`` and ``googlenet_paper`` average-pool
+5x5/3 as the paper does wherever that gives its 4x4 (maps of 14 to 16 px: 224 to 256 px
+images), and pool to 4x4 adaptively elsewhere, so they run at any size (replicating values
+on maps below 4x4). ``googlenet_tv`` pools adaptively everywhere, as torchvision does.
 """
 
 from __future__ import annotations
@@ -118,12 +120,23 @@ class Inception(nn.Module):
         return torch.cat([branch(x) for branch in branches], dim=1)
 
 
+class PaperAuxPool(nn.Module):
+    """The paper's 5x5/3 average pool where it yields 4x4 (14x14 maps at 224 px); an
+    adaptive pool to 4x4 at other sizes, where 5x5/3 would give another shape or fail."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if all((side - 5) // 3 + 1 == 4 for side in x.shape[-2:]):
+            return nn.functional.avg_pool2d(x, 5, stride=3)
+        return nn.functional.adaptive_avg_pool2d(x, 4)
+
+
 class AuxHead(nn.Module):
     """Auxiliary classifier: pool to 4x4, 1x1 conv 128, FC 1024, dropout 70%, linear."""
 
-    def __init__(self, in_ch: int, num_classes: int, batch_norm: bool, dropout: float = 0.7) -> None:
+    def __init__(self, in_ch: int, num_classes: int, batch_norm: bool, torchvision_pool: bool,
+                 dropout: float = 0.7) -> None:
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d((4, 4))
+        self.pool = nn.AdaptiveAvgPool2d((4, 4)) if torchvision_pool else PaperAuxPool()
         self.conv = ConvBlock(in_ch, 128, 1, batch_norm=batch_norm)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.relu = nn.ReLU(inplace=True)
@@ -170,8 +183,9 @@ class GoogLeNet(nn.Module):
         self.pool3 = stage_pool(spec)
         self.pool4 = stage_pool(spec, last=True)
 
-        self.aux1 = AuxHead(inception_out_channels("4a"), num_classes, bn) if aux_logits else None
-        self.aux2 = AuxHead(inception_out_channels("4d"), num_classes, bn) if aux_logits else None
+        tv_pool = spec.torchvision_pools
+        self.aux1 = AuxHead(inception_out_channels("4a"), num_classes, bn, tv_pool) if aux_logits else None
+        self.aux2 = AuxHead(inception_out_channels("4d"), num_classes, bn, tv_pool) if aux_logits else None
 
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(spec.dropout if dropout is None else dropout)
