@@ -120,3 +120,32 @@ def test_the_saved_config_holds_absolute_paths_so_a_run_resumes_from_any_directo
     assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--dataset", "folder:photos", "--quiet"]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 3
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("recipe_kwargs, expected", [({}, True), ({"transform_input": False}, False)])
+def test_a_run_from_ported_googlenet_tv_weights_keeps_their_input_scaling(tmp_path, cache_dir, capsys,
+                                                                          recipe_kwargs, expected):
+    from safetensors.torch import save_file
+
+    # What `classicnets port googlenet_tv` writes: its weights expect transform_input on RGB.
+    ported = create_model("googlenet_tv", num_classes=1000, in_chans=3, transform_input=True, init_weights=False)
+    source = tmp_path / "googlenet_tv.safetensors"
+    save_file(ported.state_dict(), str(source), metadata={
+        "model": "googlenet_tv", "source": "torchvision",
+        "model_kwargs": json.dumps({"aux_logits": True, "transform_input": True})})
+    folder = write_folder(tmp_path / "photos", per_class=6, size=32)
+    config = build_config(None, {
+        "model": "googlenet_tv", "model_kwargs": {"aux_logits": False, **recipe_kwargs},
+        "dataset": f"folder:{folder}", "init_from": str(source), "image_size": 32, "batch_size": 6,
+        "epochs": 1, "lr": 0.01, "device": "cpu", "out": str(tmp_path / "run")})
+    train(config, quiet=True)
+    assert ("kept transform_input=True" in capsys.readouterr().out) == expected
+    saved = json.loads(load_file_metadata(tmp_path / "run" / "best.safetensors")["model_kwargs"])
+    assert saved.get("transform_input", False) == expected  # evaluate and predict rebuild it so
+
+
+def load_file_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()

@@ -82,13 +82,15 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
     atomic_write_bytes(path, save(tensors, metadata=text_metadata))
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Every tensor (on the CPU) and the raw string metadata of an existing .safetensors file."""
+def read_safetensors(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor (on the CPU; none with ``tensors=False``: the header alone is read) and the
+    raw string metadata of an existing .safetensors file."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}, handle.metadata() or {}
+            names = handle.keys() if tensors else ()
+            return {name: handle.get_tensor(name) for name in names}, handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise UserError(f"{path} is not a readable safetensors file ({error}).") from None
 

@@ -57,7 +57,7 @@ from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
 from .progress import EpochProgress, epoch_line, say
 from .reports import (format_per_class, git_commit, plot_confusion_matrix, plot_curves, train_loss_terms, write_json,
                       write_metrics_csv)
-from .transfer import freeze_features, init_from
+from .transfer import freeze_features, inherited_model_kwargs, init_from
 from .rundir import (CONFIG_FILE, CONFUSION_FILE, CURVES_FILE, METRICS_FILE, PENDING_BEST, SUMMARY_FILE,
                      claim_default_run_dir, clear_run_files, prepare_run_dir)
 
@@ -363,6 +363,13 @@ def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
     """
     resuming = resumed_kwargs is not None
     model_kwargs = dict(resumed_kwargs if resuming else config.model_kwargs)
+    if config.init_from and not resuming:
+        inherited = {k: v for k, v in inherited_model_kwargs(config.init_from, config.model, in_chans).items()
+                     if k not in model_kwargs}  # the recipe's own choice wins
+        if inherited:
+            say(f"kept {', '.join(f'{k}={v}' for k, v in inherited.items())} from {config.init_from}, "
+                f"whose weights expect it")
+            model_kwargs.update(inherited)
     try:
         check_image_size_fits(config.model, model_kwargs, num_classes, in_chans, config.image_size)
         model = create_model(config.model, num_classes=num_classes, in_chans=in_chans,

@@ -21,6 +21,7 @@ head or to give it its own learning rate.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,17 +109,44 @@ def stem_conv(model: nn.Module) -> str:
 
 # ----------------------------------------------------------------------------- loading
 
-def read_source(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Path, str | None]:
-    """Tensors of a run directory (its best.safetensors) or of a .safetensors file."""
-    from .checkpoint import BEST_WEIGHTS, read_safetensors
+def source_weights_path(source: str | os.PathLike) -> Path:
+    """The weights file of a run directory (its best.safetensors), or ``source`` itself."""
+    from .checkpoint import BEST_WEIGHTS
 
     path = Path(source)
     if path.is_dir():
         path = path / BEST_WEIGHTS
     if not path.is_file():
         raise UserError(f"no weights at {path}; give a run directory or a .safetensors file.")
+    return path
+
+
+def read_source(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Path, str | None]:
+    """Tensors of a run directory (its best.safetensors) or of a .safetensors file."""
+    from .checkpoint import read_safetensors
+
+    path = source_weights_path(source)
     tensors, metadata = read_safetensors(path)  # any safetensors file: a port's or another tool's too
     return tensors, path, metadata.get("model")
+
+
+def inherited_model_kwargs(source: str | os.PathLike, model_name: str, in_chans: int) -> dict[str, Any]:
+    """Settings that the weights of ``source`` need from the network they go into.
+
+    torchvision's GoogLeNet weights expect ``transform_input`` (their own input scaling). A
+    port file or a run started from them records it; a run of the same network on RGB
+    images that starts from them keeps it, as ``--pretrained torchvision`` would set it.
+    """
+    from .checkpoint import read_safetensors
+
+    _, metadata = read_safetensors(source_weights_path(source), tensors=False)
+    if metadata.get("model") != model_name or in_chans != 3:
+        return {}
+    try:
+        saved = json.loads(metadata.get("model_kwargs", "{}"))
+    except ValueError:
+        return {}
+    return {"transform_input": True} if isinstance(saved, dict) and saved.get("transform_input") else {}
 
 
 def init_from(model: nn.Module, source: str | os.PathLike) -> TransferReport:
