@@ -124,10 +124,12 @@ def strongest_channels(activation: torch.Tensor, count: int) -> torch.Tensor:
 
 def plot_activations(path: Path, image: torch.Tensor, activations: dict[str, torch.Tensor],
                      mean: Sequence[float], std: Sequence[float], title: str, channels: int = 8) -> Path:
-    """One row per layer: the input image, then the ``channels`` strongest feature maps."""
+    """One row per layer: the input image, then the ``channels`` strongest feature maps
+    (as many as the widest layer has, at most)."""
     from matplotlib.figure import Figure
 
     rows = len(activations)
+    channels = min(channels, max(a.shape[1] for a in activations.values()))  # no columns of empty axes
     figure = Figure(figsize=(1.5 * (channels + 1), 1.7 * rows + 0.5), layout="constrained")
     grid = figure.subplots(rows, channels + 1, squeeze=False)
     picture = denormalize(image, mean, std)[0]

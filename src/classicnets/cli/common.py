@@ -4,6 +4,9 @@ errors into a one-line usage message and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import math
+
+from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED  # training's config checks the same
 
 
 def positive_int(text: str) -> int:
@@ -22,8 +25,8 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = _parse(text, float, "a number")
-    if not value > 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):  # `not >` also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 
@@ -31,6 +34,32 @@ def fraction(text: str) -> float:
     value = _parse(text, float, "a number")
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def bounded_image_size(text: str) -> int:
+    return _at_most(positive_int(text), MAX_IMAGE_SIZE, "px")
+
+
+def bounded_batch_size(text: str) -> int:
+    return _at_most(positive_int(text), MAX_BATCH_SIZE, "images")
+
+
+def bounded_seed(text: str) -> int:
+    return _at_most(non_negative_int(text), MAX_SEED, "(2**32 - 1)")
+
+
+def non_empty(text: str) -> str:
+    """A path or a name: an empty string would otherwise read as "not given" (or as the
+    current folder) and be silently ignored."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _at_most(value: int, limit: int, unit: str) -> int:
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"must be at most {limit:,} {unit}, got {value}")
     return value
 
 
@@ -44,9 +73,10 @@ def _parse(text: str, kind: type, what: str):
 def add_run_data_arguments(p: argparse.ArgumentParser, dataset_help: str) -> None:
     """The inputs of commands that run a trained run over one of its data splits
     (``evaluate``, ``embed``): the run, the split, where the data is, batch size, device."""
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by classicnets train")
+    p.add_argument("run_dir", type=non_empty, metavar="RUN_DIR", help="run directory written by classicnets train")
     p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
-    p.add_argument("--dataset", help=dataset_help)
-    p.add_argument("--data-dir", metavar="DIR", help="data root (default: the run's, else $CLASSICNETS_DATA)")
-    p.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="default 128")
+    p.add_argument("--dataset", type=non_empty, help=dataset_help)
+    p.add_argument("--data-dir", type=non_empty, metavar="DIR",
+                   help="data root (default: the run's, else $CLASSICNETS_DATA)")
+    p.add_argument("--batch-size", type=bounded_batch_size, default=128, metavar="N", help="default 128")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_negative_int, positive_int
+from .common import bounded_batch_size, non_empty, non_negative_int, positive_int
 
 EPILOG = """\
 rows: model, dataset, input; parameters and multiply-adds per image (at the run's input and
@@ -27,9 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Compare trained runs side by side: parameters, MACs, memory, speed and accuracy, "
                     "as a markdown table with PNG charts.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories written by classicnets train")
-    p.add_argument("--out", default="compare.md", metavar="FILE", help="markdown report (default compare.md)")
-    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+    p.add_argument("run_dirs", type=non_empty, metavar="RUN_DIR", nargs="+",
+                   help="run directories written by classicnets train")
+    p.add_argument("--out", type=non_empty, default="compare.md", metavar="FILE",
+                   help="markdown report (default compare.md)")
+    p.add_argument("--batch-size", type=bounded_batch_size, default=16, metavar="N",
                    help="batch for memory figures and training throughput (default 16)")
     p.add_argument("--steps", type=positive_int, default=3, metavar="N",
                    help="timed repetitions; the median is reported (default 3)")

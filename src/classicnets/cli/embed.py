@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_run_data_arguments, non_negative_int, positive_int
+from .common import add_run_data_arguments, bounded_seed, non_empty, positive_int
 
 EPILOG = """\
 features: VGG's 4096-d second FC layer (after its ReLU), GoogLeNet's 1024-d globally
@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="the first N images of the split (default 2000)")
     p.add_argument("--methods", type=_methods, default=("pca", "tsne"), metavar="M,...",
                    help="projections: pca, tsne or both (default pca,tsne)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="for PCA's solver and t-SNE (default 0)")
-    p.add_argument("--out", metavar="DIR", help="output directory")
+    p.add_argument("--seed", type=bounded_seed, default=0, help="for PCA's solver and t-SNE (default 0)")
+    p.add_argument("--out", type=non_empty, metavar="DIR", help="output directory")
     p.set_defaults(run=run)
 
 

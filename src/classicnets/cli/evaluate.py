@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import TYPE_CHECKING
 
-from .common import add_run_data_arguments, positive_float, positive_int
+from .common import MAX_IMAGE_SIZE, add_run_data_arguments, non_empty, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from ..analysis.tta import TTAConfig
 
 EPILOG = """\
 test-time methods (--tta), as in the papers; soft-max posteriors are averaged over views:
@@ -41,14 +46,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", choices=("none", "flip", "10crop", "multiscale"), default="none",
                    help="test-time augmentation (default none)")
     p.add_argument("--dense", action="store_true", help="VGG: FC layers as convolutions over the whole image")
-    p.add_argument("--scale", type=positive_float, default=1.0, metavar="X",
+    p.add_argument("--scale", type=positive_float, metavar="X",
                    help="none/flip: test image side = X times the run's image size (default 1)")
     p.add_argument("--scales", type=_scale_list, metavar="X,Y,...",
                    help="multiscale: relative test scales (default 0.875,1,1.125)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images of the split")
     p.add_argument("--mistakes", type=positive_int, default=24, metavar="K",
                    help="most confident mistakes to show (default 24)")
-    p.add_argument("--out", metavar="DIR", help="output directory")
+    p.add_argument("--out", type=non_empty, metavar="DIR", help="output directory")
     p.set_defaults(run=run)
 
 
@@ -58,7 +63,7 @@ def default_folder_name(args: argparse.Namespace) -> str:
     from ..data.photos import dataset_slug
 
     parts = ["eval", args.split, args.tta] + (["dense"] if args.dense else [])
-    if args.scale != 1.0:
+    if args.scale not in (None, 1.0):
         parts.append(f"scale{args.scale:g}")
     if args.scales:
         parts.append("scales" + "_".join(f"{s:g}" for s in args.scales))
@@ -74,9 +79,40 @@ def _scale_list(text: str) -> tuple[float, ...]:
         scales = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
-    if not scales or not all(s > 0 for s in scales):
-        raise argparse.ArgumentTypeError(f"scales must be positive numbers, got {text!r}")
+    if not scales or not all(s > 0 and math.isfinite(s) for s in scales):  # `not >` also rejects nan
+        raise argparse.ArgumentTypeError(f"scales must be positive finite numbers, got {text!r}")
     return scales
+
+
+# The --tta modes that read each scale option (see analysis/tta.py TTAConfig.views).
+SCALE_OPTION_MODES = {"scale": ("none", "flip"), "scales": ("multiscale",)}
+
+
+def check_scale_options(args: argparse.Namespace) -> None:
+    """Refuse a scale option the chosen --tta would ignore: the numbers would not change,
+    yet the output folder would be named after it."""
+    from ..errors import UserError
+
+    for option, modes in SCALE_OPTION_MODES.items():
+        if getattr(args, option) is not None and args.tta not in modes:
+            raise UserError(f"--{option} is used by --tta {' and '.join(modes)} only, not by --tta {args.tta}.")
+
+
+def check_test_sizes(tta: TTAConfig) -> None:
+    """Refuse test images over MAX_IMAGE_SIZE px a side before any is made: a scale like
+    1e6 would otherwise end in an allocator error."""
+    from ..analysis.tta import scaled_size
+    from ..errors import UserError
+
+    if tta.mode == "10crop":
+        return  # its rescale is fixed, 256/224 of the run's size, not chosen by an option
+    option, scales = ("--scales", tta.scales) if tta.mode == "multiscale" else ("--scale", (tta.scale,))
+    for scale in scales:
+        size = scaled_size(tta.image_size, scale)
+        if size > MAX_IMAGE_SIZE:
+            raise UserError(f"{option} {scale:g} makes the test images {size:,} px a side, over the limit of "
+                            f"{MAX_IMAGE_SIZE:,} px; for this {tta.image_size} px run, scales up to "
+                            f"{MAX_IMAGE_SIZE / tta.image_size:.4g} fit.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,19 +126,24 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.loop import resolve_device
     from ..models.vgg import VGG
 
+    check_scale_options(args)
     device = resolve_device(args.device)
     model, metadata = load_run(args.run_dir, device=device)
-    tta = TTAConfig(args.tta, image_size=int(metadata["image_size"]), scale=args.scale,
+    tta = TTAConfig(args.tta, image_size=int(metadata["image_size"]), scale=args.scale or 1.0,
                     scales=args.scales or VGG_MULTISCALE)
+    check_test_sizes(tta)
     if args.dense and not isinstance(model, VGG):
         print("note: GoogLeNet is dense already (global average pooling before its one linear layer), "
               "so --dense gives the same numbers as without it.")
     elif args.dense and vgg_feature_size(model, tta.input_size()) <= 7:
         needed = 7 * 32 + 1  # five stride-2 pools: a map over 7x7 needs images over 224 px
+        scale = f"{needed / int(metadata['image_size']):.3g}"
+        how = (f"--scale {scale} or more" if args.tta in SCALE_OPTION_MODES["scale"]
+               else f"--scales of {scale} or more" if args.tta == "multiscale"
+               else f"--tta none or flip with --scale {scale} or more")  # 10crop's size is fixed
         print(f"note: at {tta.input_size()} px VGG's last feature map is at most 7x7, so dense "
               f"evaluation gives the plain network's numbers; test images over 224 px make a "
-              f"difference (--scale {needed / int(metadata['image_size']):.3g} or more for this "
-              f"{metadata['image_size']} px run).")
+              f"difference ({how} for this {metadata['image_size']} px run).")
     split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
                            batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
                            limit=args.limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import bounded_batch_size, non_empty
 
 EPILOG = """\
 The network is exported in eval mode (GoogLeNet without its auxiliary heads) for
@@ -28,13 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Export a trained network to ONNX or TorchScript and check that the exported file "
                     "reproduces the PyTorch logits.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or .safetensors) written by classicnets train")
+    p.add_argument("run_dir", type=non_empty, metavar="RUN_DIR",
+                   help="run directory (or .safetensors) written by classicnets train")
     p.add_argument("--format", choices=("onnx", "torchscript"), required=True, dest="fmt",
                    help="onnx or torchscript")
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free (ONNX)")
-    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+    p.add_argument("--batch-size", type=bounded_batch_size, default=1, metavar="N",
                    help="batch size traced into the file without --dynamic-batch (default 1)")
-    p.add_argument("--out", metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
+    p.add_argument("--out", type=non_empty, metavar="FILE", help="default RUN_DIR/model.onnx or RUN_DIR/model.pt")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(run=run)
 

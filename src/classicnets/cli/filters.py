@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from .common import non_empty
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "filters", help="draw the first-layer filters of a run",
         description="Draw the kernels of the first convolution (VGG: 64 3x3, GoogLeNet: 64 7x7), each "
                     "stretched to its own range; colour for RGB networks, grey otherwise.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (or .safetensors) written by classicnets train")
-    p.add_argument("--out", metavar="FILE", help="PNG to write (default RUN_DIR/filters.png)")
+    p.add_argument("run_dir", type=non_empty, metavar="RUN_DIR",
+                   help="run directory (or .safetensors) written by classicnets train")
+    p.add_argument("--out", type=non_empty, metavar="FILE", help="PNG to write (default RUN_DIR/filters.png)")
     p.set_defaults(run=run)
 
 

@@ -9,6 +9,7 @@ Each name in :data:`COMMANDS` is a module of this package with two functions:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 
@@ -20,12 +21,16 @@ COMMANDS = ("models", "summary", "port", "train", "split", "stats", "predict", "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Options must be spelled out: argparse would otherwise take `--npro` for --nproc, and
+    # `train --nproc` hands the rest of its argv to torchrun, which reads it its own way.
     parser = argparse.ArgumentParser(
         prog="classicnets",
         description="VGG and GoogLeNet rebuilt from their papers: inspect, train, evaluate.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"classicnets {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                       parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(subparsers)
     return parser

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import non_empty
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "run only in training, such as GoogLeNet's auxiliary heads) and multiply-adds "
                     "for one 224x224 image, measured on the meta device, where nothing is allocated.",
     )
-    p.add_argument("pattern", nargs="?", metavar="PATTERN",
+    p.add_argument("pattern", type=non_empty, nargs="?", metavar="PATTERN",
                    help="shell-style filter on the names, e.g. 'vgg*_bn' or 'googlenet*'")
     p.add_argument("--markdown", action="store_true", help="print a markdown table (for the README)")
     p.set_defaults(run=run)

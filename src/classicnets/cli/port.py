@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive_int
+from .common import non_empty, positive_int
 
 DESCRIPTION = """\
 Convert torchvision's ImageNet weights into one of our models and write its state dict
@@ -15,7 +15,8 @@ converts a torchvision state dict (.pth) that is already on disk instead.
 Models with torchvision weights: vgg11, vgg13, vgg16, vgg19, their _bn variants and
 googlenet_tv. A different --num-classes keeps all but the classifier, which starts
 fresh; a different --in-chans adapts the first convolution (1 channel: the sum of the
-RGB filters, so a grey image gives the activations of its RGB copy)."""
+RGB filters, so a grey input gives the activations of its RGB copy, each channel holding
+the same normalised values)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,10 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="vgg11, vgg13, vgg16, vgg19, vgg11_bn ... vgg19_bn, or googlenet_tv")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+    p.add_argument("model", type=non_empty,
+                   help="vgg11, vgg13, vgg16, vgg19, vgg11_bn ... vgg19_bn, or googlenet_tv")
+    p.add_argument("--out", type=non_empty, required=True, metavar="FILE",
                    help="where to write the weights (.safetensors)")
-    p.add_argument("--from-file", type=Path, metavar="PTH",
+    p.add_argument("--from-file", type=non_empty, metavar="PTH",
                    help="convert this torchvision state dict instead of downloading")
     p.add_argument("--num-classes", type=positive_int, metavar="N",
                    help="classes of the new model (default: as the source, 1000 for ImageNet)")
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     entry = get_model_entry(args.model)
     torchvision_weights_name(entry.name)  # fail on unsupported models before reading anything
+    check_out_file(Path(args.out))  # before the download (about 500 MB for VGG)
     if args.from_file is not None:
         state_dict = load_torchvision_file(args.from_file)
     else:
@@ -53,3 +56,14 @@ def run(args: argparse.Namespace) -> int:
     path = save_ported_weights(model, args.out)
     print(f"wrote {path}: {port_report(model).summary()}")
     return 0
+
+
+def check_out_file(out: Path) -> None:
+    """Refuse an --out that saving would refuse (see save_ported_weights): a folder, a
+    missing folder or one that cannot be written."""
+    from ..analysis.figures import output_file
+    from ..errors import UserError
+
+    if not out.is_dir() and not out.parent.is_dir():  # saving does not create folders
+        raise UserError(f"the folder {out.parent} does not exist.")
+    output_file(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
+from .common import non_empty, positive_int
 
 EPILOG = """\
 SOURCE is a run directory (its best.safetensors) or a .safetensors file written by
@@ -26,10 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="top-k classes (and Grad-CAM maps) for image files",
         description="Print the top-k classes with probabilities for each image, using a trained run.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", help="run directory or .safetensors weights")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
+    p.add_argument("source", type=non_empty, metavar="SOURCE", help="run directory or .safetensors weights")
+    p.add_argument("images", type=non_empty, metavar="IMAGE", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
-    p.add_argument("--cam", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
+    p.add_argument("--cam", type=non_empty, metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     p.add_argument("--json", action="store_true", help="JSON lines output")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
     p.set_defaults(run=run)

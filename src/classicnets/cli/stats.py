@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_negative_int, positive_int
+from .common import bounded_image_size, bounded_seed, non_empty, positive_int
 
 EPILOG = """\
 DATASET is cats-vs-dogs, folder:PATH, cifar10 or stl10. The training split is the
@@ -26,13 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Compute the exact per-channel mean and standard deviation of the training split, "
                     "streaming over the images.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="DATASET", help="cats-vs-dogs, folder:PATH, cifar10 or stl10")
-    p.add_argument("--data-dir", metavar="DIR", help="data root (default: $CLASSICNETS_DATA, else ./data)")
-    p.add_argument("--manifest", metavar="CSV", help="split manifest written by classicnets split")
-    p.add_argument("--image-size", type=positive_int, metavar="PX",
+    p.add_argument("dataset", type=non_empty, metavar="DATASET", help="cats-vs-dogs, folder:PATH, cifar10 or stl10")
+    p.add_argument("--data-dir", type=non_empty, metavar="DIR",
+                   help="data root (default: $CLASSICNETS_DATA, else ./data)")
+    p.add_argument("--manifest", type=non_empty, metavar="CSV", help="split manifest written by classicnets split")
+    p.add_argument("--image-size", type=bounded_image_size, metavar="PX",
                    help="count the pixels at this training size (shorter side, centre square); "
                         "default: every file at its own size")
-    p.add_argument("--seed", type=non_negative_int, metavar="N",
+    p.add_argument("--seed", type=bounded_seed, metavar="N",
                    help="cifar10/stl10: the seed of the training run whose split to measure (default 0)")
     p.add_argument("--val-size", type=positive_int, metavar="N",
                    help="cifar10/stl10: the validation images that run held out (default 6000, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .common import positive_int
+from .common import bounded_batch_size, bounded_image_size, non_empty, positive_int
 
 DEFAULTS = {"input_size": 224, "in_chans": 3, "num_classes": 1000, "batch_size": 1}
 
@@ -22,13 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "With --paper, print the paper's table (VGG Table 2, GoogLeNet Table 1) "
                     "beside the same figures computed from our model.",
     )
-    p.add_argument("model", metavar="MODEL",
+    p.add_argument("model", type=non_empty, metavar="MODEL",
                    help="a registered model (see 'classicnets models'); with --paper also the family 'vgg'")
-    p.add_argument("--image-size", "--input-size", dest="input_size", type=positive_int, default=None,
+    p.add_argument("--image-size", "--input-size", dest="input_size", type=bounded_image_size, default=None,
                    help="height and width of the square input, as train's --image-size (default: 224)")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: 3)")
     p.add_argument("--num-classes", type=positive_int, default=None, help="output classes (default: 1000)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=bounded_batch_size, default=None,
                    help="images per batch; MACs and memory are for the whole batch (default: 1)")
     view = p.add_mutually_exclusive_group()
     view.add_argument("--layers", dest="view", action="store_const", const="layers",

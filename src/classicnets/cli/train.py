@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import fraction, non_negative_int, positive_float, positive_int
+from .common import (bounded_batch_size, bounded_image_size, bounded_seed, fraction, non_empty, non_negative_int,
+                     positive_float, positive_int)
 
 EPILOG = """\
 precedence: built-in defaults < --recipe YAML < flags; the effective configuration is
@@ -48,30 +49,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "accuracy, test split evaluated once at the end with the best weights.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to train")
-    what.add_argument("--model", help="model name (see `classicnets models`)")
-    what.add_argument("--dataset", help="dataset name (default fashion-mnist)")
-    what.add_argument("--recipe", metavar="YAML", help="recipe file, e.g. recipes/fashion_mnist/vgg16.yaml")
-    what.add_argument("--data-dir", metavar="DIR", help="data root (default: $CLASSICNETS_DATA, else ./data)")
-    what.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/<model>-<dataset>-<time>)")
-    what.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.ckpt")
+    what.add_argument("--model", type=non_empty, help="model name (see `classicnets models`)")
+    what.add_argument("--dataset", type=non_empty, help="dataset name (default fashion-mnist)")
+    what.add_argument("--recipe", type=non_empty, metavar="YAML",
+                      help="recipe file, e.g. recipes/fashion_mnist/vgg16.yaml")
+    what.add_argument("--data-dir", type=non_empty, metavar="DIR",
+                      help="data root (default: $CLASSICNETS_DATA, else ./data)")
+    what.add_argument("--out", type=non_empty, metavar="RUN_DIR",
+                      help="run directory (default runs/<model>-<dataset>-<time>)")
+    what.add_argument("--resume", type=non_empty, metavar="RUN_DIR",
+                      help="continue the run in RUN_DIR from its last.ckpt")
     what.add_argument("--overwrite", action="store_true", help="replace the results in an existing run directory")
 
     transfer = p.add_argument_group("transfer and photo datasets")
     transfer.add_argument("--pretrained", choices=("torchvision",),
                           help="start from torchvision's ImageNet weights (vgg11-19, their _bn, googlenet_tv)")
-    transfer.add_argument("--init-from", metavar="RUN_DIR|FILE",
+    transfer.add_argument("--init-from", type=non_empty, metavar="RUN_DIR|FILE",
                           help="load every matching tensor from a run or .safetensors file; a head of "
                                "another class count is replaced, a 1-channel stem adapted to 3 and back")
     transfer.add_argument("--freeze", choices=("features",), help="train the classifier head only")
     transfer.add_argument("--backbone-lr", type=float, metavar="X",
                           help="learning rate of everything but the head (default: --lr)")
-    transfer.add_argument("--manifest", metavar="CSV", help="split manifest from `classicnets split`")
+    transfer.add_argument("--manifest", type=non_empty, metavar="CSV", help="split manifest from `classicnets split`")
     transfer.add_argument("--skip-bad", action="store_true", default=None,
                           help="leave unreadable images out (and say how many) instead of stopping")
 
     hyper = p.add_argument_group("training")
     hyper.add_argument("--epochs", type=positive_int)
-    hyper.add_argument("--batch-size", type=positive_int, help="per process (see the epilog for the global batch)")
+    hyper.add_argument("--batch-size", type=bounded_batch_size,
+                       help="per process (see the epilog for the global batch)")
     hyper.add_argument("--lr", type=positive_float, help="peak learning rate (never scaled with the global batch)")
     hyper.add_argument("--grad-accum-steps", type=positive_int, metavar="K",
                        help="add the gradients of K batches before each optimizer step")
@@ -84,13 +90,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument("--ema-decay", type=fraction, metavar="X", help="EMA of the weights (e.g. 0.999); "
                        "validation, selection and test then use the EMA weights")
     hyper.add_argument("--grad-clip", type=positive_float, metavar="NORM", help="clip the gradient norm")
-    hyper.add_argument("--image-size", type=positive_int, metavar="PX")
+    hyper.add_argument("--image-size", type=bounded_image_size, metavar="PX")
     hyper.add_argument("--subset", type=positive_int, metavar="N", help="train on a stratified N images only (a quick look); the validation "
                        "split shrinks in proportion, the test split stays whole")
     hyper.add_argument("--val-size", type=positive_int, metavar="N")
     hyper.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                        help="flip test-time augmentation for validation and test")
-    hyper.add_argument("--seed", type=non_negative_int)
+    hyper.add_argument("--seed", type=bounded_seed)
 
     run_group = p.add_argument_group("execution")
     run_group.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -173,7 +179,6 @@ def check_settings(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..engine import (EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted,
                           build_config, resume_config, train)
-    from ..engine.distributed import env_rank
     from ..errors import UserError
 
     overrides = overrides_from_args(args)
@@ -187,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         train(config, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     except TrainingDiverged as error:
-        if env_rank() == 0:  # every rank stops together with the same news; one says it
+        if not error.reported:
             print(f"classicnets train: error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
     except TrainingInterrupted as error:

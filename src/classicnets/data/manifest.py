@@ -315,8 +315,7 @@ def _manifest_rows(path: Path) -> list[tuple[str, str, str]]:
 def copy_split(images: ImageList, assignment: Sequence[str], out_dir: Path) -> dict[str, int]:
     """Materialise ``out_dir/{train,val,test}/CLASS/FILE`` (a ``folder:`` dataset); returns counts."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir} is not empty; --copy needs a new or empty folder.")
+    check_copy_folder(out_dir)
     counts = dict.fromkeys(SPLITS, 0)
     used: set[Path] = set()
     for rel, label, split in zip(images.paths, images.labels, assignment):
@@ -329,3 +328,13 @@ def copy_split(images: ImageList, assignment: Sequence[str], out_dir: Path) -> d
         shutil.copy2(images.root / rel, target)
         counts[split] += 1
     return counts
+
+
+def check_copy_folder(out_dir: Path) -> None:
+    """Refuse a copy target that is a file or a folder with something in it (the copy
+    must not mix with other files); ``classicnets split`` calls this before writing anything."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; --copy needs a new or empty folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir} is not empty; --copy needs a new or empty folder.")

@@ -34,6 +34,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,7 +67,14 @@ EXIT_INTERRUPTED = 130
 
 
 class TrainingDiverged(Exception):
-    """The loss became NaN or infinite; the run directory keeps its last good checkpoint."""
+    """The loss became NaN or infinite; the run directory keeps its last good checkpoint.
+
+    ``reported``: the message was already printed (under torchrun, by rank 0, before any rank
+    exited: torchrun stops the other ranks as soon as one exits with an error)."""
+
+    def __init__(self, message: str, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 class TrainingInterrupted(Exception):
@@ -99,6 +107,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         config.out = str(run_dir)
         with reproducibility(config, device), silenced_unless(context.is_main):
             return _train(config, run_dir, device, resume, quiet or not context.is_main, session_start, context)
+    except TrainingDiverged as error:
+        if not context.enabled:
+            raise
+        if context.is_main:  # every rank stopped at the same step; one tells the user, first
+            print(f"classicnets train: error: {error}", file=sys.stderr, flush=True)
+        barrier()
+        raise TrainingDiverged(str(error), reported=True) from None
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
             raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "
