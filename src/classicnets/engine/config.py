@@ -104,7 +104,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # bf16 autocast on CUDA; the CPU always runs float32
-    channels_last: bool = True  # on CUDA only
+    channels_last: bool = True  # NHWC memory layout for convolutions, on CUDA (cuDNN) and the CPU (oneDNN)
     compile: bool = False
     compile_mode: str = "default"
     deterministic: bool = False
