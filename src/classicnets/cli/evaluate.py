@@ -6,7 +6,8 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from .common import MAX_IMAGE_SIZE, add_run_data_arguments, non_empty, positive_float, positive_int
+from ..limits import MAX_IMAGE_SIZE
+from .common import add_run_data_arguments, non_empty, positive_float, positive_int
 
 if TYPE_CHECKING:
     from ..analysis.tta import TTAConfig

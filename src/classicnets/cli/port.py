@@ -62,8 +62,7 @@ def check_out_file(out: Path) -> None:
     """Refuse an --out that saving would refuse (see save_ported_weights): a folder, a
     missing folder or one that cannot be written."""
     from ..analysis.figures import output_file
-    from ..errors import UserError
+    from ..models.porting import check_weights_folder
 
-    if not out.is_dir() and not out.parent.is_dir():  # saving does not create folders
-        raise UserError(f"the folder {out.parent} does not exist.")
+    check_weights_folder(out)  # before output_file, which would create the folder
     output_file(out)

@@ -10,8 +10,9 @@ EPILOG = """\
 DATASET is cats-vs-dogs, folder:PATH, cifar10 or stl10. The training split is the
 manifest's (--manifest, else ROOT/classicnets-split.csv), else the default one that
 training uses; for cifar10 and stl10 it is the training file less the validation part
-that --seed and --val-size cut (as training with the same settings does). Pixels are counted in exact integer histograms and reduced in float64;
-the std is the population std. Values are on [0, 1], as training normalises.
+that --seed and --val-size cut (as training with the same settings does). Pixels are
+counted in exact integer histograms and reduced in float64; the std is the population
+std. Values are on [0, 1], as training normalises.
 
 Every image is checked first; bad files (empty, truncated, corrupt, not images, too
 large to decode safely) stop the command with a list of them, unless --skip-bad.

@@ -38,7 +38,8 @@ AUGMENT_KEYS = ("crop_padding", "hflip", "erasing")
 RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval",
                             "dist_timeout_minutes"})
 # Settings that name files or folders; a run saves them absolute (TrainConfig.with_absolute_paths).
-PATH_SETTINGS = ("dataset", "data_dir", "manifest", "init_from")
+FILE_SETTINGS = ("data_dir", "manifest", "init_from")
+PATH_SETTINGS = ("dataset", *FILE_SETTINGS)  # dataset as folder:PATH
 
 
 @dataclass
@@ -202,7 +203,7 @@ def absolute_path_settings(values: dict[str, Any]) -> dict[str, Any]:
         return str(Path(path).expanduser().absolute())
 
     values = dict(values)
-    for name in ("data_dir", "manifest", "init_from"):
+    for name in FILE_SETTINGS:
         if isinstance(values.get(name), str) and values[name]:
             values[name] = absolute(values[name])
     dataset = values.get("dataset")

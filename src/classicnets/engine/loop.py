@@ -113,7 +113,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         if context.is_main:  # every rank stopped at the same step; one tells the user, first
             print(f"classicnets train: error: {error}", file=sys.stderr, flush=True)
         barrier()
-        raise TrainingDiverged(str(error), reported=True) from None
+        error.reported = True
+        raise
     except KeyboardInterrupt:
         if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
             raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "

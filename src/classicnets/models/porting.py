@@ -372,6 +372,12 @@ def load_torchvision_file(path: str | os.PathLike) -> StateDict:
 # Files: our state dict as safetensors, with what is needed to rebuild the model.
 
 
+def check_weights_folder(path: Path) -> None:
+    """:func:`save_ported_weights` creates no folders: the one ``path`` names must exist."""
+    if not path.is_dir() and not path.parent.is_dir():
+        raise UserError(f"the folder {path.parent} does not exist.")
+
+
 def save_ported_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write a ported model's state dict to ``path`` (safetensors), atomically.
 
@@ -385,8 +391,7 @@ def save_ported_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name such as {path / report.model}.safetensors.")
-    if not path.parent.is_dir():
-        raise UserError(f"the folder {path.parent} does not exist.")
+    check_weights_folder(path)
     metadata = {"model": report.model, "num_classes": str(report.num_classes),
                 "in_chans": str(report.in_chans), "source": "torchvision",
                 "model_kwargs": json.dumps(report.model_kwargs, sort_keys=True)}
