@@ -153,6 +153,15 @@ def test_empty_paths_and_names_are_refused(capsys, argv):
     assert_refused(capsys, argv, "must not be empty")
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--out", "  "], ["train", "--init-from", " "], ["evaluate", "RUN", "--data-dir", "\t"],
+    ["predict", "RUN", " "], ["port", "vgg11", "--out", "   "],
+])
+def test_blank_paths_are_refused_like_empty_ones(capsys, argv):
+    # a recipe's `out: "  "` is refused; the same text as a flag must not create a folder named by spaces
+    assert_refused(capsys, argv, "must not be empty")
+
+
 # ----------------------------------------------------------------------------- split
 
 def test_split_refuses_a_bad_copy_folder_before_writing_anything(tmp_path, capsys):

@@ -50,9 +50,9 @@ def bounded_seed(text: str) -> int:
 
 
 def non_empty(text: str) -> str:
-    """A path or a name: an empty string would otherwise read as "not given" (or as the
-    current folder) and be silently ignored."""
-    if not text:
+    """A path or a name: an empty (or all-blank) string would otherwise read as "not given",
+    as the current folder, or as a stray folder named by spaces. Recipes refuse the same."""
+    if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return text
 
