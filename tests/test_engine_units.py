@@ -19,7 +19,7 @@ from classicnets.engine.transfer import param_groups
 from classicnets.engine.reports import curves_figure, plot_confusion_matrix, train_loss_terms
 from classicnets.engine.rundir import clear_run_files, prepare_run_dir
 from classicnets.errors import UserError
-from classicnets.models import GoogLeNetOutput
+from classicnets.models import GoogLeNetOutput, create_model
 
 
 def config(**values) -> TrainConfig:
@@ -200,6 +200,30 @@ def test_evaluate_counts_and_confusion():
     assert result.loss == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("frozen_features", [True, False], ids=["head-only", "whole-net"])
+def test_default_settings_keep_a_real_vgg_head_stable(frozen_features):
+    # At 28 px VGG's last map is 1x1, copied 49 times into the 25088->4096 layer, so every
+    # step moves that layer's output 49 times as far as the lr suggests. At the old default
+    # lr 0.05 (no warm-up) the README's head-only fine-tune (`--freeze features`) reached a
+    # loss of 10^6 within 8 steps and the whole net 10^4; the default is now the VGG paper's 0.01.
+    torch.manual_seed(0)
+    patterns, labels = torch.randn(10, 1, 28, 28), torch.arange(64) % 10
+    model = create_model("vgg11_bn", num_classes=10, in_chans=1)
+    if frozen_features:
+        model.features.requires_grad_(False)
+    optimizer = build_optimizer(model, config(model="vgg11_bn"), torch.device("cpu"))
+    losses = []
+    for _ in range(8):
+        images = patterns[labels] + 0.5 * torch.randn(64, 1, 28, 28)
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert max(losses) < 10, losses  # 6.4 at most now; over 100 from the third step before
+    assert losses[-1] < losses[0], losses
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -300,3 +324,4 @@ def test_a_recipe_that_is_a_folder_or_binary_is_named_as_such(tmp_path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     with pytest.raises(UserError, match="is not a text file"):
         load_recipe(binary)
+
