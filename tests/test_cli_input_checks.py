@@ -218,3 +218,24 @@ def test_scale_options_stay_optional_and_name_the_folder():
     assert args.scale is None and args.scales is None and default_folder_name(args) == "eval-test-flip"
     args = build_parser().parse_args(["evaluate", "RUN", "--scale", "1"])  # the default, given
     assert default_folder_name(args) == "eval-test-none"
+
+
+# ----------------------------------------------------------------------------- help
+
+def test_train_help_shows_the_config_defaults(capsys):
+    from classicnets.engine import TrainConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    defaults = TrainConfig()
+    for flag, value in [("--epochs EPOCHS", defaults.epochs), ("--image-size PX", defaults.image_size),
+                        ("--seed SEED", defaults.seed), ("--val-size N", defaults.val_size)]:
+        assert f"{flag} default: {value}" in text
+    assert f"(never scaled with the global batch) (default: {defaults.lr})" in text
+    assert "clip the gradient norm (default: off)" in text
+    assert "(default: cosine)" in text and "(default: 128)" in text
+    # flags stay None, so a recipe's value is not overridden by a default nobody typed
+    args = build_parser().parse_args(["train", "--model", "vgg11"])
+    assert args.lr is None and args.epochs is None and args.grad_clip is None

@@ -40,6 +40,7 @@ last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --res
 # flag destination -> TrainConfig field, for flags whose names differ
 FIELD_NAMES = {"tta": "tta_flip", "dist_timeout": "dist_timeout_minutes"}
 NOT_CONFIG = {"command", "run", "argv", "recipe", "resume", "overwrite", "quiet", "nproc"}
+SWITCHED_OFF_BY_NONE = {"ema_decay", "grad_clip"}  # None means "not used" rather than "not given"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -118,7 +119,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help="several processes: a rank waiting longer than this on the others fails "
                                 "the job (default 10)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    show_config_defaults(p)
     p.set_defaults(run=run)
+
+
+def show_config_defaults(parser: argparse.ArgumentParser, groups=("training", "execution")) -> None:
+    """Append TrainConfig's default to each setting's help, so --help can never drift from it.
+
+    The flags themselves default to None: a flag not given must not override the recipe."""
+    from ..engine.config import TrainConfig
+
+    defaults = TrainConfig()
+    for group in parser._action_groups:
+        if group.title not in groups:
+            continue
+        for action in group._group_actions:
+            field = FIELD_NAMES.get(action.dest, action.dest)
+            if not hasattr(defaults, field) or "default" in (action.help or ""):
+                continue
+            value = getattr(defaults, field)
+            if value is None and field not in SWITCHED_OFF_BY_NONE:
+                continue  # e.g. --subset: "not given" is explained by its help
+            shown = "off" if value is None or value is False else "on" if value is True else value
+            action.help = f"{action.help} (default: {shown})" if action.help else f"default: {shown}"
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
