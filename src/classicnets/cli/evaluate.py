@@ -20,6 +20,8 @@ test-time methods (--tta), as in the papers; soft-max posteriors are averaged ov
               run's image size, and their mirror images
   multiscale  the whole image at --scales times the run's size (default 0.875,1,1.125: the
               VGG paper's Q = S-32, S, S+32 for S = 256) and the mirror images
+Views the model never saw in training lower its accuracy (a model trained without flips or
+crops loses under flip and 10crop): compare on --split val before using one on test.
 
 --dense evaluates VGG as the VGG paper does: the FC layers become 7x7 and 1x1 convolutions,
 slid over the feature map of the whole image, and the class score map is averaged. It
