@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import classicnets
-from classicnets.analysis.cam import grad_cam
+from classicnets.analysis.cam import cam_layer, grad_cam
 from classicnets.analysis.predict import predict_images, preprocess
 from classicnets.cli.main import main
 from classicnets.data.image_io import load_rgb
@@ -99,6 +99,27 @@ def test_grad_cam_is_a_normalised_map_for_vgg_and_googlenet():
         model = classicnets.create_model(name, num_classes=3, **({"aux_logits": False} if name == "googlenet" else {}))
         heat = grad_cam(model.eval(), torch.randn(1, 3, 64, 64), target=1)
         assert heat.shape == (64, 64) and float(heat.min()) >= 0 and float(heat.max()) <= 1
+
+
+@pytest.mark.parametrize("name, size, expected", [
+    ("googlenet", 28, "inception3b"), ("googlenet", 64, "inception4e"), ("googlenet", 224, "inception5b"),
+    ("googlenet_tv", 28, "inception3b"),  # 3x3 at most: the deepest of the largest maps
+    ("vgg11", 28, "features.10"), ("vgg11", 64, "features.15"), ("vgg11", 224, "features.20"),
+])
+def test_grad_cam_uses_the_deepest_block_with_a_map_of_at_least_4x4(name, size, expected):
+    model = classicnets.create_model(name, num_classes=3, in_chans=1).eval()
+    assert cam_layer(model, torch.zeros(1, 1, size, size))[0] == expected
+
+
+@pytest.mark.parametrize("name", ["vgg11_bn", "googlenet"])
+def test_grad_cam_of_a_28px_model_shows_where(name):
+    # At 28 px the last blocks are 1x1, so a CAM taken there was one flat colour.
+    torch.manual_seed(0)
+    model = classicnets.create_model(name, num_classes=10, in_chans=1).eval()
+    image = torch.randn(1, 1, 28, 28)
+    heat = grad_cam(model, image, target=int(model(image).argmax()))
+    assert heat.shape == (28, 28)
+    assert float(heat.max()) == pytest.approx(1.0) and float(heat.std()) > 0.05
 
 
 def test_bad_files_are_reported_and_the_rest_classified(run_dir, tmp_path, capsys):

@@ -2,9 +2,12 @@
 
 Captum's ``LayerGradCam`` weights each channel of a late feature map by the mean
 gradient of the class score over that map and keeps the positive part of the sum. The
-layer is the last block of the body: VGG's last stage output (``features[-1]``, the
-last max-pool, so no in-place ReLU rewrites it before the gradient arrives) and
-GoogLeNet's ``inception5b``.
+layer is the deepest block whose map is still at least 4x4 at the image's size: at
+224 px that is the paper networks' last block (VGG's last max-pool, GoogLeNet's
+``inception5b``, both 7x7). At 28 px those maps are 1x1, and a 1x1 map shows no "where":
+the overlay would be one flat colour. There it is VGG's third max-pool and GoogLeNet's
+``inception3b`` (both 4x4). Max-pool outputs are used for VGG so that no in-place ReLU
+rewrites the map before the gradient arrives.
 """
 
 from __future__ import annotations
@@ -25,12 +28,35 @@ COLORMAP = "jet"
 DISPLAY_SIZE = 224  # overlays are enlarged to at least this many pixels on the shorter side
 
 
-def cam_layer(model: nn.Module) -> nn.Module:
+MIN_CAM_SIDE = 4  # smallest map side worth showing; below it, a shallower block is used
+GOOGLENET_BLOCKS = ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                    "inception4d", "inception4e", "inception5a", "inception5b")
+
+
+def cam_candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The blocks Grad-CAM may use, shallow to deep."""
     if isinstance(model, VGG):
-        return model.features[-1]
+        return [(f"features.{i}", layer) for i, layer in enumerate(model.features) if isinstance(layer, nn.MaxPool2d)]
     if isinstance(model, GoogLeNet):
-        return model.inception5b
+        return [(name, getattr(model, name)) for name in GOOGLENET_BLOCKS]
     raise UserError(f"Grad-CAM knows the target layer of VGG and GoogLeNet only, not {type(model).__name__}.")
+
+
+def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
+    """(name, block): the deepest candidate whose map for ``image`` has a side of at least
+    MIN_CAM_SIDE, or, for images too small for any, the deepest of the largest maps."""
+    candidates = cam_candidates(model)
+    sides: dict[str, int] = {}
+    hooks = [block.register_forward_hook(lambda _m, _i, output, name=name: sides.__setitem__(name, min(output.shape[-2:])))
+             for name, block in candidates]
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    wanted = min(MIN_CAM_SIDE, max(sides.values()))
+    return [(name, block) for name, block in candidates if sides[name] >= wanted][-1]
 
 
 def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> torch.Tensor:
@@ -42,8 +68,9 @@ def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> torch.Tensor
 
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"expected one image [1, C, H, W], got {tuple(image.shape)}")
+    _, layer = cam_layer(model, image)
     with torch.enable_grad():
-        attribution = LayerGradCam(model, cam_layer(model)).attribute(image, target=target, relu_attributions=True)
+        attribution = LayerGradCam(model, layer).attribute(image, target=target, relu_attributions=True)
     heat = LayerAttribution.interpolate(attribution.detach(), tuple(image.shape[-2:]), interpolate_mode="bilinear")
     heat = heat[0, 0].clamp(min=0)
     peak = heat.max()

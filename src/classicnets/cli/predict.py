@@ -13,6 +13,10 @@ scaled to the run's image size, centre square, the run's mean and std). IMAGE ma
 file (JPEG, PNG including grey, RGBA and 16-bit, WebP, ...; EXIF orientation honoured) or
 a folder, read recursively.
 
+--cam DIR writes IMAGE_cam.png per image: Grad-CAM of the top class, taken at the deepest
+block whose map is still at least 4x4 at the run's image size (the last block at 224 px;
+VGG's third max-pool or GoogLeNet's inception3b at 28 px, where the last maps are 1x1).
+
 --json prints one JSON object per image: {"path", "predictions": [{"class", "index",
 "probability"}], "cam"} or {"path", "error"}.
 
