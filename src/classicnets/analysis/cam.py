@@ -47,8 +47,10 @@ def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
     MIN_CAM_SIDE, or, for images too small for any, the deepest of the largest maps."""
     candidates = cam_candidates(model)
     sides: dict[str, int] = {}
-    hooks = [block.register_forward_hook(lambda _m, _i, output, name=name: sides.__setitem__(name, min(output.shape[-2:])))
-             for name, block in candidates]
+    def record_side(name: str):
+        return lambda _module, _inputs, output: sides.__setitem__(name, min(output.shape[-2:]))
+
+    hooks = [block.register_forward_hook(record_side(name)) for name, block in candidates]
     try:
         with torch.no_grad():
             model(image)
@@ -59,16 +61,19 @@ def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
     return [(name, block) for name, block in candidates if sides[name] >= wanted][-1]
 
 
-def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> torch.Tensor:
+def grad_cam(model: nn.Module, image: torch.Tensor, target: int, layer: nn.Module | None = None) -> torch.Tensor:
     """Heat map ``[H, W]`` in [0, 1] for class ``target`` of one normalised image ``[1, C, H, W]``.
 
-    ``model`` must be in eval mode (GoogLeNet then returns plain logits).
+    ``model`` must be in eval mode (GoogLeNet then returns plain logits). ``layer`` is the
+    block to take it at; by default :func:`cam_layer` chooses it for this image's size (pass
+    it when many images of one size share it, to spare that extra forward pass each).
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"expected one image [1, C, H, W], got {tuple(image.shape)}")
-    _, layer = cam_layer(model, image)
+    if layer is None:
+        _, layer = cam_layer(model, image)
     with torch.enable_grad():
         attribution = LayerGradCam(model, layer).attribute(image, target=target, relu_attributions=True)
     heat = LayerAttribution.interpolate(attribution.detach(), tuple(image.shape[-2:]), interpolate_mode="bilinear")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data.image_io import BadImageError, is_image_file, load_rgb, resize_center_crop
 from ..errors import UserError
-from .cam import grad_cam, save_overlay
+from .cam import cam_layer, grad_cam, save_overlay
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -84,6 +84,9 @@ def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequenc
     class_names = list(metadata["class_names"])
     topk = min(topk, len(class_names))
     cam_names: set[str] = set()
+    if cam_dir is not None:  # every input is at the run's size, so one block serves them all
+        size, channels = int(metadata["image_size"]), int(metadata["in_chans"])
+        _, cam_block = cam_layer(model, torch.zeros(1, channels, size, size, device=device))
     for start in range(0, len(paths), batch_size):
         batch = [_read(path, metadata) for path in paths[start:start + batch_size]]
         readable = [item for item in batch if item[1] is not None]
@@ -101,7 +104,7 @@ def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequenc
             prediction = Prediction(str(path), top)
             if cam_dir is not None:
                 target = cam_dir / _unique_name(path, cam_names)
-                save_overlay(target, view, grad_cam(model, x.to(device), top[0][1]))
+                save_overlay(target, view, grad_cam(model, x.to(device), top[0][1], cam_block))
                 prediction.cam = str(target)
             yield prediction
 
