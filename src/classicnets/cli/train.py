@@ -119,20 +119,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help="several processes: a rank waiting longer than this on the others fails "
                                 "the job (default 10)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
-    show_config_defaults(p)
+    show_config_defaults(hyper, run_group)
     p.set_defaults(run=run)
 
 
-def show_config_defaults(parser: argparse.ArgumentParser, groups=("training", "execution")) -> None:
+def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
     """Append TrainConfig's default to each setting's help, so --help can never drift from it.
 
     The flags themselves default to None: a flag not given must not override the recipe."""
     from ..engine.config import TrainConfig
 
     defaults = TrainConfig()
-    for group in parser._action_groups:
-        if group.title not in groups:
-            continue
+    for group in groups:
         for action in group._group_actions:
             field = FIELD_NAMES.get(action.dest, action.dest)
             if not hasattr(defaults, field) or "default" in (action.help or ""):
