@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,12 @@ def fashion_mnist_dir() -> Path:
     if not (root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.skip(f"Fashion-MNIST is not at {root}/FashionMNIST/raw (set CLASSICNETS_DATA)")
     return root
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(tmp_path_factory) -> Path:
+    """A folder for one module's shared fixtures, deleted when the module's tests end
+    (tmp_path_factory's folders would otherwise stay until the whole session ends)."""
+    path = tmp_path_factory.mktemp("module")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -32,10 +32,10 @@ def assert_refused(capsys, argv: list[str], *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(module_tmp_path):
     """A 32 px run of a dataset that does not exist: a command that got past its checks
     would fail on the data instead."""
-    return write_run(tmp_path_factory.mktemp("runs") / "vgg11-toy", model_name="vgg11", image_size=32)
+    return write_run(module_tmp_path / "vgg11-toy", model_name="vgg11", image_size=32)
 
 
 # ----------------------------------------------------------------------------- non-finite numbers

@@ -46,8 +46,8 @@ SUMMARY = {"test_accuracy": 0.9123, "best_val_accuracy": 0.9234, "best_epoch": 7
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> list[Path]:
-    root = tmp_path_factory.mktemp("runs")
+def runs(module_tmp_path) -> list[Path]:
+    root = module_tmp_path
     return [write_run(root / "googlenet-run", "googlenet", SUMMARY),
             write_run(root / "paper-run", "googlenet_paper", None)]  # still training: no summary yet
 

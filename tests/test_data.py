@@ -62,8 +62,8 @@ def balanced_labels(n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def fake_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fake_data")
+def fake_root(module_tmp_path) -> Path:
+    root = module_tmp_path
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     write_idx(raw / "train-images-idx3-ubyte", indexed_images(N_TRAIN))

@@ -53,8 +53,8 @@ def class_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp-data")
+def data_root(module_tmp_path) -> Path:
+    root = module_tmp_path / "ddp-data"
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", N_TRAIN, 1), ("t10k", N_TEST, 2)):
@@ -65,9 +65,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
+def recipe(module_tmp_path) -> Path:
     """No augmentation, no dropout, no batch norm, float32 on the CPU: the runs are comparable."""
-    path = tmp_path_factory.mktemp("ddp-recipe") / "recipe.yaml"
+    path = module_tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({
         "model": "googlenet_paper", "model_kwargs": {"aux_logits": False, "dropout": 0.0},
         "augment": {"crop_padding": 0, "hflip": False, "erasing": 0.0},

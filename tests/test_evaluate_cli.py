@@ -84,8 +84,8 @@ def write_run(run_dir: Path, model_name: str = "googlenet", classes: list[str] =
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return write_run(tmp_path_factory.mktemp("runs") / "googlenet-toy")
+def run(module_tmp_path) -> Path:
+    return write_run(module_tmp_path / "googlenet-toy")
 
 
 def assert_png(path: Path) -> None:

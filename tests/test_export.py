@@ -25,8 +25,8 @@ def googlenet() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def scripted(googlenet, tmp_path_factory):
-    return export_torchscript(googlenet, tmp_path_factory.mktemp("ts") / "googlenet.pt", torch.randn(2, *SHAPE))
+def scripted(googlenet, module_tmp_path):
+    return export_torchscript(googlenet, module_tmp_path / "googlenet.pt", torch.randn(2, *SHAPE))
 
 
 def onnx_modules():

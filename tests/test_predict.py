@@ -37,8 +37,8 @@ def make_run(run_dir: Path, model_name: str = "googlenet", in_chans: int = 3) ->
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
+def run_dir(module_tmp_path) -> Path:
+    return make_run(module_tmp_path / "run")
 
 
 def photo(path: Path, seed: int, size: tuple[int, int] = (48, 40), mode: str = "RGB") -> Path:

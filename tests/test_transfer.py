@@ -32,7 +32,7 @@ def save_run(model: torch.nn.Module, run_dir: Path, name: str = "googlenet") -> 
 
 
 @pytest.fixture(scope="module")
-def fashion_source(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+def fashion_source(module_tmp_path) -> tuple[torch.nn.Module, Path]:
     """A 1-channel, 10-class GoogLeNet saved as a run, standing in for a Fashion-MNIST run."""
     model = googlenet(10, 1, seed=0).eval()
     with torch.no_grad():  # give batch norm non-trivial statistics so they matter in the comparison
@@ -40,7 +40,7 @@ def fashion_source(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    return model, save_run(model, tmp_path_factory.mktemp("runs") / "fashion")
+    return model, save_run(model, module_tmp_path / "fashion")
 
 
 def test_one_to_three_channels_gives_the_same_logits(fashion_source):
