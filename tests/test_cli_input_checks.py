@@ -5,6 +5,8 @@ does not use, and output places that would fail only after the work."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import classicnets.analysis.activations as activations_module
 import classicnets.models.porting as porting
 from classicnets.analysis.activations import plot_activations
 from classicnets.cli import common
+from classicnets.cli import models as models_command
 from classicnets.cli.main import build_parser, main
 from classicnets.data.manifest import MANIFEST_NAME
 
@@ -239,3 +242,24 @@ def test_train_help_shows_the_config_defaults(capsys):
     # flags stay None, so a recipe's value is not overridden by a default nobody typed
     args = build_parser().parse_args(["train", "--model", "vgg11"])
     assert args.lr is None and args.epochs is None and args.grad_clip is None
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+def fail_with(code: int):
+    def run(args):
+        raise OSError(code, os.strerror(code), "/somewhere/out.png")
+    return run
+
+
+def test_a_full_disk_is_one_sentence_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(models_command, "run", fail_with(errno.ENOSPC))
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == ("classicnets models: error: the disk is full (No space left on device); "
+                                       "free some space and run the command again.\n")
+
+
+def test_other_os_errors_keep_their_traceback(monkeypatch):
+    monkeypatch.setattr(models_command, "run", fail_with(errno.EIO))  # a bug or a broken disk: show where
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["models"])

@@ -8,6 +8,7 @@ batchers, so each run takes seconds. One test trains on real Fashion-MNIST.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import signal
@@ -324,6 +325,48 @@ def test_ctrl_c_says_how_to_resume(synthetic_data, tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert f"classicnets train --resume {out}" in err and "Traceback" not in err
     assert load_checkpoint(out / "last.ckpt")["progress"]["epoch"] == 1
+
+
+def fill_the_disk_at_checkpoint(monkeypatch, number: int) -> None:
+    """The ``number``-th last.ckpt write fails as it does on a full disk: torch.save's zip
+    writer raises a RuntimeError while handling the ENOSPC (seen on a full tmpfs)."""
+    real_save, calls = engine_loop.save_checkpoint, []
+
+    def save_or_fail(path, state):
+        calls.append(1)
+        if len(calls) != number:
+            return real_save(path, state)
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 61515904 vs 61515792")
+
+    monkeypatch.setattr(engine_loop, "save_checkpoint", save_or_fail)
+
+
+def test_full_disk_keeps_finished_epochs_and_says_how_to_resume(synthetic_data, tmp_path, monkeypatch, capsys):
+    fill_the_disk_at_checkpoint(monkeypatch, 2)
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "the disk is full (No space left on device); finished epochs are saved" in err
+    assert err.rstrip().endswith(f"classicnets train --resume {out}")
+    assert load_checkpoint(out / "last.ckpt")["progress"]["epoch"] == 1
+
+    monkeypatch.undo()  # room again: the run finishes from where it stopped
+    monkeypatch.setattr(engine_loop, "build_data", synthetic_build_data)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert [row["epoch"] for row in metric_rows(out)] == ["1", "2"]
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+def test_full_disk_in_the_first_epoch_leaves_nothing(synthetic_data, tmp_path, monkeypatch, capsys):
+    fill_the_disk_at_checkpoint(monkeypatch, 1)
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 2
+    assert "before the first epoch was saved; free some space and start the run again" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_failed_overwrite_keeps_the_previous_results(synthetic_data, tmp_path):

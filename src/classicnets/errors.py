@@ -1,8 +1,14 @@
 """One exception type for every mistake a user can make.
 
 The CLI catches :class:`UserError`, prints its message as one sentence and exits
-with status 2; anything else is a bug and keeps its traceback.
+with status 2; so does a full disk (:func:`disk_full_cause`), which the user must make room on.
+Anything else is a bug and keeps its traceback.
 """
+
+import errno
+
+# No space, or no quota, left: nothing can be written until the user frees some.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class UserError(Exception):
@@ -14,3 +20,16 @@ class UnknownModelError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+def disk_full_cause(error: BaseException) -> OSError | None:
+    """The no-space OSError behind ``error``, if that is what went wrong. The chain is walked
+    because libraries wrap it: torch.save's zip writer, failing to close the half-written
+    file, raises a RuntimeError ("unexpected pos") on top of the ENOSPC."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

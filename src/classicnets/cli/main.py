@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, disk_full_cause
 
 COMMANDS = ("models", "summary", "port", "train", "split", "stats", "predict", "evaluate", "embed", "activations",
             "filters", "compare", "export")
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"classicnets {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        disk_full = disk_full_cause(error)
+        if disk_full is None:
+            raise
+        print(f"classicnets {args.command}: error: the disk is full ({disk_full.strerror}); "
+              f"free some space and run the command again.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

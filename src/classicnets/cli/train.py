@@ -33,7 +33,8 @@ the whole split; rank 0 alone prints and writes files. A rank that fails stops t
 for single-process runs only.
 
 exit status: 0 done; 2 bad input (unknown model or dataset, bad number, existing or
-unwritable run directory, missing data); 3 training diverged (NaN or infinite loss;
+unwritable run directory, missing data) or a full disk (finished epochs stay saved; resume
+with --resume once there is room); 3 training diverged (NaN or infinite loss;
 last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --resume).
 """
 

@@ -25,7 +25,8 @@ Exact bit-equality on resume is promised for single-process runs only.
 
 Failures: a non-finite loss raises :class:`TrainingDiverged` (the CLI exits with status
 3) and leaves the last checkpoint as it was; Ctrl-C raises :class:`TrainingInterrupted`
-(status 130) with the command that resumes the run.
+(status 130) with the command that resumes the run; so does a full disk (a UserError,
+status 2), since every file is written atomically and last.ckpt keeps the last finished epoch.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 
 from ..data import build_data, derive_seed, is_known_dataset, list_datasets
-from ..errors import UserError
+from ..errors import UserError, disk_full_cause
 from ..models import create_model, get_model_entry, run_or_refuse_input
 from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, load_checkpoint, read_weights,
@@ -121,6 +122,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                                       f"classicnets train --resume {run_dir}") from None
         raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved, "
                                   "so start the run again") from None
+    except Exception as error:
+        disk_full = disk_full_cause(error)
+        if disk_full is None:
+            raise
+        raise UserError(disk_full_message(disk_full, run_dir)) from None
     finally:
         if context.is_main and run_dir is not None and not resume:
             discard_unfinished_run(run_dir, created)
@@ -128,12 +134,22 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             teardown_distributed()
 
 
+def disk_full_message(error: OSError, run_dir: Path | None) -> str:
+    """What a full disk cost: every file is written atomically, so last.ckpt still holds the
+    last finished epoch and the run resumes from it once there is room."""
+    if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
+        return (f"the disk is full ({error.strerror}); finished epochs are saved, so free some space "
+                f"and resume with: classicnets train --resume {run_dir}")
+    return (f"the disk is full ({error.strerror}) before the first epoch was saved; free some space "
+            f"and start the run again")
+
+
 def discard_unfinished_run(run_dir: Path, created: bool) -> None:
     """A new run that stopped before its first epoch was saved leaves nothing behind, so it
     can simply be started again (its directory too, if this run created it)."""
     if not run_dir.is_dir() or (run_dir / LAST_CHECKPOINT).is_file():
         return
-    clear_run_files(run_dir, (CONFIG_FILE,))
+    clear_run_files(run_dir, (CONFIG_FILE, PENDING_BEST))  # the pending best: a whole model's weights
     if created and not any(run_dir.iterdir()):
         run_dir.rmdir()
 
