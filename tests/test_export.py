@@ -1,5 +1,9 @@
 """ONNX and TorchScript exports reproduce the PyTorch logits."""
 
+import errno
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -116,3 +120,29 @@ def test_unwritable_destination_is_a_user_error(googlenet, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(UserError, match="not a directory"):
         export_model(googlenet, blocker / "m.pt", "torchscript", torch.randn(1, *SHAPE))
+
+
+FAILED_WRITE = """
+import errno, resource, signal, sys, torch
+from pathlib import Path
+from classicnets.analysis.export import export_torchscript
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))  # the weights are about 150 KB
+model = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3), torch.nn.Flatten())
+try:
+    export_torchscript(model, Path(sys.argv[1]), torch.randn(1, 64, 5, 5))
+except OSError as error:
+    print("errno", error.errno)
+"""
+
+
+def test_a_failed_torchscript_write_is_an_error_not_an_abort(tmp_path):
+    """torch.jit.save's own file writer calls std::terminate when a write fails (as on a full
+    disk), which killed the whole process with a C++ stack; the file is now written from Python."""
+    out = tmp_path / "model.pt"
+    result = subprocess.run([sys.executable, "-c", FAILED_WRITE, str(out)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"errno {errno.EFBIG}"
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one

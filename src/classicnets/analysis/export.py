@@ -18,6 +18,7 @@ absolute difference of the logits.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..engine.checkpoint import atomic_write_bytes
 from ..errors import UserError
 from .figures import output_file
 
@@ -85,17 +87,14 @@ def ignore_torchscript_deprecation() -> None:
 
 def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> Path:
     """Write ``torch.jit.trace`` of ``model``'s eval-mode network at ``path``, atomically."""
-    path = Path(path)
-    temp = _temporary_path(path)
-    try:
-        with warnings.catch_warnings(), torch.no_grad(), _eval_mode(model):
-            ignore_torchscript_deprecation()
-            traced = torch.jit.trace(model, example, check_trace=False)
-            traced.save(str(temp))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+    # Saved to memory, then written from Python: torch.jit.save's own file writer aborts the
+    # whole process (std::terminate in its destructor) when a write fails, e.g. on a full disk.
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad(), _eval_mode(model):
+        ignore_torchscript_deprecation()
+        torch.jit.save(torch.jit.trace(model, example, check_trace=False), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def export_model(model: nn.Module, path: Path, fmt: str, example: torch.Tensor, dynamic_batch: bool = False) -> Path:
