@@ -5,6 +5,8 @@ a few of the real shared photos when they are present."""
 
 from __future__ import annotations
 
+import collections
+import errno
 import io
 import json
 import logging
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from classicnets.cli.main import main
+import classicnets.data.photo_cache as photo_cache
 from classicnets.data.array_datasets import load_cifar10, load_stl10
 from classicnets.data.image_io import BadImageError, check_header, load_rgb, resize_center_crop
 from classicnets.data.manifest import (MANIFEST_NAME, copy_split, kaggle_root, list_folder, list_kaggle, make_split,
@@ -544,6 +547,43 @@ def test_augment_config_from_dict_and_errors():
 
 
 # ----------------------------------------------------------------------------- building the data
+
+DiskUsage = collections.namedtuple("DiskUsage", "total used free")  # shutil.disk_usage's answer
+
+
+def no_room_to_preallocate(fd, offset, length):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def cannot_preallocate_here(fd, offset, length):  # some filesystems do not support it
+    raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+
+@pytest.mark.parametrize("no_room", ["free space", "preallocation"])
+def test_a_photo_cache_without_room_is_decoded_in_memory(tmp_path, monkeypatch, caplog, no_room):
+    """A write through a memory map into a sparse file on a full disk kills the process with
+    SIGBUS (seen on a full tmpfs), so the room is checked and reserved before decoding."""
+    images = list_folder(make_folder(tmp_path / "photos", {"cat": 3, "dog": 2}))
+    expected = photo_cache.load_photos(images, 16, progress=False, cache_dir=tmp_path / "room")
+    if no_room == "free space":
+        monkeypatch.setattr(photo_cache.shutil, "disk_usage", lambda path: DiskUsage(10**9, 10**9, 0))
+    else:
+        monkeypatch.setattr(photo_cache.os, "posix_fallocate", no_room_to_preallocate, raising=False)
+    cache = tmp_path / "full"
+    with caplog.at_level(logging.WARNING):
+        pixels = photo_cache.load_photos(images, 16, progress=False, cache_dir=cache)
+    assert torch.equal(pixels, expected)
+    assert "(No space left on device); decoding in memory" in caplog.text
+    assert list(cache.iterdir()) == []  # neither a cache nor its temporary file
+
+
+def test_a_filesystem_that_cannot_preallocate_still_gets_the_cache(tmp_path, monkeypatch):
+    images = list_folder(make_folder(tmp_path / "photos", {"cat": 2, "dog": 1}))
+    monkeypatch.setattr(photo_cache.os, "posix_fallocate", cannot_preallocate_here, raising=False)
+    pixels = photo_cache.load_photos(images, 16, progress=False, cache_dir=tmp_path / "cache")
+    [cached] = (tmp_path / "cache").iterdir()
+    assert torch.equal(torch.from_numpy(np.load(cached)), pixels)
+
 
 def test_build_photo_data_on_a_folder(tmp_path, private_cache):
     root = make_folder(tmp_path / "ds", {"a": 20, "b": 10})

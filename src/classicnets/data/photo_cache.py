@@ -11,9 +11,11 @@ from that array (on the GPU when it fits) and augments them there.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,7 +88,11 @@ def _decode_to_file(images: ImageList, size: int, path: Path, workers: int, prog
                     max_pixels: int) -> torch.Tensor:
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     try:
-        array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(len(images), 3, size, size))
+        shape = (len(images), 3, size, size)
+        if shutil.disk_usage(path.parent).free < np.prod(shape):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent))
+        array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=shape)
+        reserve_disk_space(temp)
         _decode_into(array, images, size, workers, progress, max_pixels)
         array.flush()
         del array
@@ -94,6 +100,22 @@ def _decode_to_file(images: ImageList, size: int, path: Path, workers: int, prog
     finally:
         temp.unlink(missing_ok=True)
     return torch.from_numpy(np.load(path))
+
+
+def reserve_disk_space(path: Path) -> None:
+    """Allocate every block of ``path`` now. ``open_memmap`` makes a sparse file, and a write
+    through the map that then finds the disk full kills the process with SIGBUS instead of
+    raising an error (seen on a full tmpfs), so the room must be taken before decoding."""
+    if not hasattr(os, "posix_fallocate"):  # macOS and Windows: the free-space check alone
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems that cannot preallocate
+            raise
+    finally:
+        os.close(fd)
 
 
 def _decode_into(array: np.ndarray, images: ImageList, size: int, workers: int, progress: bool,
