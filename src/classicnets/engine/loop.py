@@ -117,7 +117,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         error.reported = True
         raise
     except KeyboardInterrupt:
-        if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
+        if epochs_saved(run_dir):
             raise TrainingInterrupted(f"interrupted; finished epochs are saved, resume with: "
                                       f"classicnets train --resume {run_dir}") from None
         raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved, "
@@ -134,10 +134,15 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             teardown_distributed()
 
 
+def epochs_saved(run_dir: Path | None) -> bool:
+    """Whether the run has committed an epoch, so ``--resume`` can continue it."""
+    return run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file()
+
+
 def disk_full_message(error: OSError, run_dir: Path | None) -> str:
     """What a full disk cost: every file is written atomically, so last.ckpt still holds the
     last finished epoch and the run resumes from it once there is room."""
-    if run_dir is not None and (run_dir / LAST_CHECKPOINT).is_file():
+    if epochs_saved(run_dir):
         return (f"the disk is full ({error.strerror}); finished epochs are saved, so free some space "
                 f"and resume with: classicnets train --resume {run_dir}")
     return (f"the disk is full ({error.strerror}) before the first epoch was saved; free some space "
@@ -147,7 +152,7 @@ def disk_full_message(error: OSError, run_dir: Path | None) -> str:
 def discard_unfinished_run(run_dir: Path, created: bool) -> None:
     """A new run that stopped before its first epoch was saved leaves nothing behind, so it
     can simply be started again (its directory too, if this run created it)."""
-    if not run_dir.is_dir() or (run_dir / LAST_CHECKPOINT).is_file():
+    if not run_dir.is_dir() or epochs_saved(run_dir):
         return
     clear_run_files(run_dir, (CONFIG_FILE, PENDING_BEST))  # the pending best: a whole model's weights
     if created and not any(run_dir.iterdir()):
