@@ -324,4 +324,3 @@ def test_a_recipe_that_is_a_folder_or_binary_is_named_as_such(tmp_path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     with pytest.raises(UserError, match="is not a text file"):
         load_recipe(binary)
-

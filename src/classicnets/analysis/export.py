@@ -87,14 +87,15 @@ def ignore_torchscript_deprecation() -> None:
 
 def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> Path:
     """Write ``torch.jit.trace`` of ``model``'s eval-mode network at ``path``, atomically."""
+    path = Path(path)
     # Saved to memory, then written from Python: torch.jit.save's own file writer aborts the
     # whole process (std::terminate in its destructor) when a write fails, e.g. on a full disk.
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), _eval_mode(model):
         ignore_torchscript_deprecation()
         torch.jit.save(torch.jit.trace(model, example, check_trace=False), buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def export_model(model: nn.Module, path: Path, fmt: str, example: torch.Tensor, dynamic_batch: bool = False) -> Path:
