@@ -15,14 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes" / "fashion_mnist"
 
 
+def record(model: str, metric: str, value: float | None, device: str, command: list[str],
+           torch_version: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One measurement: what was measured, the figure, where, with which torch (this process's
+    unless ``torch_version`` names the one that ran it), when and by which command."""
+    if torch_version is None:
+        import torch
+
+        torch_version = torch.__version__
+    return {"model": model, "metric": metric, "value": value, "device": device,
+            "torch_version": torch_version, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": shlex.join(command), **extra}
+
+
 def emit(model: str, metric: str, value: float, device: str, command: list[str], **extra: Any) -> None:
     """Print one measurement as a JSON line (stdout, flushed)."""
-    import torch
-
-    record = {"model": model, "metric": metric, "value": value, "device": device,
-              "torch_version": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "command": shlex.join(command), **extra}
-    print(json.dumps(record), flush=True)
+    print(json.dumps(record(model, metric, value, device, command, **extra)), flush=True)
 
 
 def train_command(recipe: str, out: Path, extra: list[str]) -> list[str]:
@@ -50,21 +58,37 @@ def passthrough_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def timed_steps_parser(description: str, batch_size_help: str) -> argparse.ArgumentParser:
     """The options every timed-training-steps benchmark takes: models, size, batch, steps, device."""
-    import torch
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", nargs="+", default=["vgg16", "googlenet"])
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, help=batch_size_help)
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (the default: cuda if a GPU is there, else cpu), cpu, cuda or cuda:N")
     return parser
 
 
-def check_timed_steps(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def resolve_device_name(name: str) -> str:
+    """The project's own device choice (``classicnets train --device``): "auto" is cuda when
+    a GPU is there, else cpu; asking for cuda without a GPU is an error (``UserError``)."""
+    from classicnets.engine.loop import resolve_device
+
+    return str(resolve_device(name))
+
+
+def check_timed_steps(parser: argparse.ArgumentParser, args: argparse.Namespace, resolve: bool = True) -> None:
+    """Check the step counts and (``resolve``) replace ``args.device`` by the device it resolves to."""
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be at least 1 and --warmup at least 0")
+    if not resolve:
+        return
+    from classicnets.errors import UserError
+
+    try:
+        args.device = resolve_device_name(args.device)
+    except (UserError, RuntimeError) as error:  # RuntimeError: torch does not know the name
+        parser.error(str(error))
 
 
 def synchronize(device) -> None:

@@ -8,7 +8,7 @@ is what the DDP wrapper (gradient buckets, all-reduce hooks) costs a single GPU.
 ``--nproc N`` the DDP line measures N ranks instead (images/s summed over ranks).
 One JSON line per mode; warm-up steps are excluded.
 
-    python benchmarks/ddp_overhead.py                                    # GPU: vgg16 and googlenet
+    python benchmarks/ddp_overhead.py                                    # GPU (if any): vgg16 and googlenet
     python benchmarks/ddp_overhead.py --device cpu --models googlenet --image-size 32 \\
         --batch-size 8 --steps 3 --warmup 1                              # CPU smoke run
 """
@@ -20,8 +20,6 @@ import os
 import subprocess
 import sys
 
-import torch
-
 from benchlib import check_timed_steps, emit, time_steps, timed_steps_parser
 
 DEFAULT_BATCH = {"vgg16": 64, "googlenet": 128}
@@ -29,10 +27,12 @@ DEFAULT_BATCH = {"vgg16": 64, "googlenet": 128}
 
 def measure(model_name: str, args: argparse.Namespace, ddp: bool) -> tuple[float, str, int]:
     """Images/s of this process's training steps; the device's name; the world size."""
+    import torch
+
     from classicnets import create_model
     from classicnets.engine import TrainConfig, build_optimizer, training_loss
     from classicnets.engine.distributed import init_distributed, rank_device
-    from classicnets.engine.evaluate import autocast_for
+    from classicnets.engine.split_scores import autocast_for
     from classicnets.engine.loop import device_name, wrap_data_parallel
 
     device = torch.device(args.device)
@@ -78,21 +78,37 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--nproc N`` / ``--nproc=N`` (the workers do not need it)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            kept.append(item)
+    return kept
+
+
 def main(argv: list[str]) -> int:
     parser = timed_steps_parser(__doc__.splitlines()[0], "per process; default 64 for vgg16, 128 for googlenet")
     parser.add_argument("--nproc", type=int, default=1, help="ranks of the DDP measurement")
     parser.add_argument("--worker", choices=("plain", "ddp"), help=argparse.SUPPRESS)  # set by the driver
     args = parser.parse_args(argv)
-    check_timed_steps(parser, args)
+    # The driver only starts processes: the workers resolve the device (and import torch).
+    check_timed_steps(parser, args, resolve=args.worker is not None)
     if args.nproc < 1:
         parser.error("--nproc must be at least 1")
     if args.worker is not None:
         return worker(args)
     script = os.path.abspath(__file__)
+    # torchrun would read --nproc after the script as its own, ambiguous, --nproc-per-node.
+    worker_argv = without_nproc(argv)
     commands = [
-        [sys.executable, script, *argv, "--worker", "plain"],
+        [sys.executable, script, *worker_argv, "--worker", "plain"],
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-         script, *argv, "--worker", "ddp"],
+         script, *worker_argv, "--worker", "ddp"],
     ]
     for command in commands:
         status = subprocess.call(command)

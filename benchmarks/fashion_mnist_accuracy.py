@@ -37,10 +37,12 @@ def main(argv: list[str]) -> int:
         summary = read_summary(out)
         accuracies.append(summary["test_accuracy"])
         emit(summary["model"], "test_accuracy", summary["test_accuracy"], summary["device"], command,
-             seed=seed, recipe=args.recipe, best_epoch=summary["best_epoch"], wall_time_s=summary["wall_time_s"])
+             torch_version=summary["torch_version"], seed=seed, recipe=args.recipe,
+             best_epoch=summary["best_epoch"], wall_time_s=summary["wall_time_s"])
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     emit(summary["model"], "test_accuracy_mean", statistics.fmean(accuracies), summary["device"],
-         [sys.executable, *sys.argv], seeds=args.seeds, std=spread, recipe=args.recipe)
+         [sys.executable, *sys.argv], torch_version=summary["torch_version"], seeds=args.seeds, std=spread,
+         recipe=args.recipe)
     return 0
 
 

@@ -9,6 +9,10 @@ bf16 autocast and channels_last on CUDA and optional torch.compile. Warm-up step
     python benchmarks/throughput.py --data-dir DIR                     # H100: vgg16, googlenet at 224 px
     python benchmarks/throughput.py --compile --compile-mode max-autotune
     python benchmarks/throughput.py --device cpu --steps 2 --warmup 1 --image-size 32 --batch-size 8   # smoke
+    python benchmarks/throughput.py --device cpu --steps 2 --warmup 1 --image-size 32 --batch-size 8 \
+        --compile --compile-backend eager                                # smoke of the compiled path
+
+The device is the project's own choice (`--device auto`: cuda when a GPU is there).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> 
     from classicnets import create_model
     from classicnets.data import AugmentConfig, build_data
     from classicnets.engine import TrainConfig, build_optimizer, training_loss
-    from classicnets.engine.evaluate import autocast_for
+    from classicnets.engine.split_scores import autocast_for
 
     batch_size = args.batch_size or DEFAULT_BATCH.get(model_name, 128)
     # Enough images for every timed step to see a fresh batch without a new epoch.
@@ -41,9 +45,15 @@ def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> 
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     optimizer = build_optimizer(model, config, device)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    step_model = torch.compile(model, mode=args.compile_mode) if args.compile else model
+    if not args.compile:
+        step_model = model
+    elif args.compile_backend == "inductor":
+        step_model = torch.compile(model, mode=args.compile_mode)
+    else:  # e.g. "eager": graph capture without code generation (a quick check of the compiled path)
+        step_model = torch.compile(model, backend=args.compile_backend)
     autocast = autocast_for(device, bf16=True)
-    cuda_graphs = args.compile and args.compile_mode in ("reduce-overhead", "max-autotune")
+    cuda_graphs = (args.compile and args.compile_backend == "inductor"
+                   and args.compile_mode in ("reduce-overhead", "max-autotune"))
 
     def batches():
         epoch = 0
@@ -74,6 +84,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-mode", default="default",
                         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    parser.add_argument("--compile-backend", default="inductor",
+                        help='torch.compile backend (default inductor; "eager" only captures graphs: a quick check)')
     parser.add_argument("--data-dir", help="data root (default: $CLASSICNETS_DATA, else ./data)")
     args = parser.parse_args(argv)
     check_timed_steps(parser, args)
@@ -86,7 +98,8 @@ def main(argv: list[str]) -> int:
         emit(model_name, "train_images_per_s", round(value, 1), name, [sys.executable, *sys.argv],
              image_size=args.image_size, batch_size=args.batch_size or DEFAULT_BATCH.get(model_name, 128),
              bf16=device.type == "cuda", channels_last=device.type == "cuda", compile=args.compile,
-             compile_mode=args.compile_mode if args.compile else None, loader="device")
+             compile_mode=args.compile_mode if args.compile else None,
+             compile_backend=args.compile_backend if args.compile else None, loader="device")
     return 0
 
 

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"training failed (exit {process.returncode}) or printed no test result")
     summary = read_summary(args.out)
     emit(summary["model"], "seconds_to_test_result", round(seconds, 2), summary["device"], command,
-         test_accuracy=summary["test_accuracy"], target=args.target,
+         torch_version=summary["torch_version"], test_accuracy=summary["test_accuracy"], target=args.target,
          reached_target=summary["test_accuracy"] >= args.target, recipe=args.recipe)
     return 0
 

@@ -13,7 +13,7 @@ from torch import nn
 from classicnets.engine import LRSchedule, ModelEma, TrainConfig, build_config, resume_config
 from classicnets.engine.checkpoint import (atomic_write, capture_rng_state, load_checkpoint, read_weights,
                                            restore_rng_state, save_checkpoint, save_weights)
-from classicnets.engine.evaluate import evaluate
+from classicnets.engine.split_scores import evaluate
 from classicnets.engine.optim import build_optimizer, training_loss
 from classicnets.engine.transfer import param_groups
 from classicnets.engine.reports import curves_figure, plot_confusion_matrix, train_loss_terms

@@ -32,7 +32,8 @@ from classicnets.data.manifest import (MANIFEST_NAME, copy_split, kaggle_root, l
                                        read_manifest, write_manifest)
 from classicnets.data.photo_augment import (PhotoAugmentConfig, PhotoTransform, colour_jitter, crop_flip_params,
                                             crop_grid, crop_matrices)
-from classicnets.data.photos import build_photo_data, open_split
+from classicnets.data import build_data
+from classicnets.data.photos import open_split
 from classicnets.data.stats import files_mean_std, tensor_mean_std
 from classicnets.data.validate import check_images, drop_bad_images
 from classicnets.errors import UserError
@@ -585,11 +586,11 @@ def test_a_filesystem_that_cannot_preallocate_still_gets_the_cache(tmp_path, mon
     assert torch.equal(torch.from_numpy(np.load(cached)), pixels)
 
 
-def test_build_photo_data_on_a_folder(tmp_path, private_cache):
+def test_build_data_photos_on_a_folder(tmp_path, private_cache):
     root = make_folder(tmp_path / "ds", {"a": 20, "b": 10})
     options = dict(data_dir=None, image_size=16, batch_size=8, eval_batch_size=5, device="cpu", seed=0,
                    augment={"erasing": 0.25}, progress=False)
-    data = build_photo_data(f"folder:{root}", **options)
+    data = build_data(f"folder:{root}", **options)
     assert data.class_names == ["a", "b"] and data.num_classes == 2 and data.in_chans == 3
     assert data.split_sizes == {"train": 24, "val": 3, "test": 3}
     assert len(data.train) == 3 and data.train.num_samples == 24 and len(data.val) == 1
@@ -609,39 +610,39 @@ def test_build_photo_data_on_a_folder(tmp_path, private_cache):
     cached = sorted(private_cache.glob("photos-*.npy"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
-    again = build_photo_data(f"folder:{root}", **options)
+    again = build_data(f"folder:{root}", **options)
     assert cached[0].stat().st_mtime_ns == stamp and again.mean == data.mean
     data.train.set_epoch(3)
     again.train.set_epoch(3)
     torch.testing.assert_close(next(iter(data.train))[0], next(iter(again.train))[0], rtol=0, atol=0)
 
 
-def test_build_photo_data_stops_on_bad_files_or_skips_them(tmp_path):
+def test_build_data_photos_stops_on_bad_files_or_skips_them(tmp_path):
     root = make_folder(tmp_path / "ds", {"a": 10, "b": 10})
     make_bad_files(root / "a")
     options = dict(data_dir=None, image_size=8, batch_size=4, eval_batch_size=4, device="cpu", seed=0,
                    progress=False)
     with pytest.raises(UserError, match="4 bad image file"):
-        build_photo_data(f"folder:{root}", **options)
-    data = build_photo_data(f"folder:{root}", skip_bad=True, **options)
+        build_data(f"folder:{root}", **options)
+    data = build_data(f"folder:{root}", skip_bad=True, **options)
     assert sum(data.split_sizes.values()) == 20
 
 
-def test_build_photo_data_refuses_mean_and_std_of_the_wrong_length(tmp_path):
+def test_build_data_photos_refuses_mean_and_std_of_the_wrong_length(tmp_path):
     root = make_folder(tmp_path / "ds", {"a": 4, "b": 4})
     with pytest.raises(UserError, match="3 channels \\(RGB\\): give mean and std as 3 numbers each, got 2 and 2"):
-        build_photo_data(f"folder:{root}", data_dir=None, image_size=8, batch_size=4, eval_batch_size=4,
+        build_data(f"folder:{root}", data_dir=None, image_size=8, batch_size=4, eval_batch_size=4,
                          device="cpu", seed=0, mean=[0.5, 0.5], std=[0.2, 0.2], progress=False)
 
 
-def test_build_photo_data_subset_and_kaggle(tmp_path):
+def test_build_data_photos_subset_and_kaggle(tmp_path):
     make_kaggle(tmp_path / "cats-vs-dogs", cats=30, dogs=30)
-    data = build_photo_data("cats-vs-dogs", data_dir=tmp_path, image_size=8, batch_size=4, eval_batch_size=8,
+    data = build_data("cats-vs-dogs", data_dir=tmp_path, image_size=8, batch_size=4, eval_batch_size=8,
                             device="cpu", seed=1, subset=10, augment=None, progress=False)
     assert data.class_names == ["cat", "dog"]
     assert data.split_sizes == {"train": 10, "val": 2, "test": 6}  # the test part stays whole
     with pytest.raises(UserError, match="subset must be between 1 and the 48"):
-        build_photo_data("cats-vs-dogs", data_dir=tmp_path, image_size=8, batch_size=4, eval_batch_size=8,
+        build_data("cats-vs-dogs", data_dir=tmp_path, image_size=8, batch_size=4, eval_batch_size=8,
                          device="cpu", seed=1, subset=49, progress=False)
 
 
@@ -706,20 +707,20 @@ def test_stl10_reader_on_tiny_binary_files(tmp_path):
 
 def test_array_dataset_bundle_and_missing_files(tmp_path):
     write_cifar(tmp_path, per_batch=20)
-    data = build_photo_data("cifar10", data_dir=tmp_path, image_size=40, batch_size=16, eval_batch_size=32,
+    data = build_data("cifar10", data_dir=tmp_path, image_size=40, batch_size=16, eval_batch_size=32,
                             device="cpu", seed=0, download=False, augment=PhotoAugmentConfig())
     assert data.split_sizes == {"train": 90, "val": 10, "test": 20}
     assert next(iter(data.train))[0].shape == (16, 3, 40, 40)
     assert next(iter(data.test))[0].shape == (20, 3, 40, 40)
     with pytest.raises(UserError, match="missing train_X.bin, train_y.bin, test_X.bin, test_y.bin"):
-        build_photo_data("stl10", data_dir=tmp_path, image_size=96, batch_size=4, eval_batch_size=4,
+        build_data("stl10", data_dir=tmp_path, image_size=96, batch_size=4, eval_batch_size=4,
                          device="cpu", seed=0, download=False)
 
 
 def test_stats_of_cifar10_match_the_normalisation_of_a_run_with_the_same_seed_and_val_size(tmp_path, capsys):
     write_cifar(tmp_path, per_batch=20)
     for seed, val_size in ((0, 10), (3, 5)):
-        data = build_photo_data("cifar10", data_dir=tmp_path, image_size=32, batch_size=16, eval_batch_size=32,
+        data = build_data("cifar10", data_dir=tmp_path, image_size=32, batch_size=16, eval_batch_size=32,
                                 device="cpu", seed=seed, val_size=val_size, download=False)
         assert main(["stats", "cifar10", "--data-dir", str(tmp_path), "--seed", str(seed),
                      "--val-size", str(val_size), "--no-download", "--json"]) == 0

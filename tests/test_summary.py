@@ -247,3 +247,107 @@ def test_number_formats_and_table_alignment():
     assert format_mib(3 * 2**20) == "3.00 MiB"
     lines = render_table(["name", "n"], [["a", "1"], ["long", "1,000"]], ["l", "r"]).splitlines()
     assert lines == ["name      n", "----  -----", "a         1", "long  1,000"]
+
+
+# Receptive fields (RF) and effective strides (jump), in input pixels.
+
+def rf(row) -> int | str:
+    """A row's receptive field as one number (square in these models), or "all"."""
+    field = row.receptive_field
+    if field.whole:
+        return "all"
+    assert field.size[0] == field.size[1] and field.jump[0] == field.jump[1]
+    return field.size[0]
+
+
+def jump(row) -> int:
+    return row.receptive_field.jump[0]
+
+
+def test_vgg16_receptive_fields_match_the_published_figures(vgg16_summary):
+    layers = {row.name: row for row in vgg16_summary.layers}
+    assert rf(layers["features.0"]) == 3 and rf(layers["features.2"]) == 5  # conv1_1, conv1_2
+    assert [rf(layers[f"features.{i}"]) for i in (10, 12, 14, 16)] == [24, 32, 40, 44]  # conv3_1..3, pool3
+    assert rf(layers["features.30"]) == 212 and jump(layers["features.30"]) == 32  # pool5
+    assert rf(layers["avgpool"]) == 212  # a 7x7 adaptive pool on 7x7 maps is the identity
+    assert rf(layers["classifier.0"]) == "all"
+    blocks = {row.name: row for row in vgg16_summary.blocks}
+    assert [rf(blocks[f"block{i}"]) for i in range(1, 6)] == [6, 16, 44, 100, 212]
+    assert [jump(blocks[f"block{i}"]) for i in range(1, 6)] == [2, 4, 8, 16, 32]
+
+
+def test_stacked_3x3_convolutions_see_as_far_as_one_larger_kernel_with_fewer_parameters(vgg16_summary):
+    layers = {row.name: row for row in vgg16_summary.layers}
+    pool2 = layers["features.9"]
+    conv3 = [layers[f"features.{i}"] for i in (10, 12, 14)]
+    # From the block's input, two 3x3 convolutions widen the field as one 5x5 would and three as one 7x7.
+    assert rf(conv3[1]) - rf(pool2) == (5 - 1) * jump(pool2)
+    assert rf(conv3[2]) - rf(pool2) == (7 - 1) * jump(pool2)
+    c = 256
+    assert conv3[1].params == conv3[2].params == 9 * c * c + c
+    assert 2 * (9 * c * c + c) < 25 * c * c + c and 3 * (9 * c * c + c) < 49 * c * c + c
+
+
+def test_receptive_fields_do_not_depend_on_the_input_size():
+    # VGG-A's published 150 px at pool5; VGG16's 212 px again, both at 32 px inputs.
+    for name, expected in (("vgg11", 150), ("vgg16", 212)):
+        s = summarize(meta_model(name), 32, 3, 1, training_pass=False)
+        pool5 = [row for row in s.layers if row.kind == "MaxPool2d"][-1]
+        assert (rf(pool5), jump(pool5)) == (expected, 32), name
+
+
+def test_vgg16_first_fully_connected_layer_holds_three_quarters_of_the_parameters(vgg16_summary):
+    fc1 = next(row for row in vgg16_summary.layers if row.name == "classifier.0")
+    assert fc1.param_share == pytest.approx(74, abs=0.5)
+    assert sum(row.param_share for row in vgg16_summary.layers) == pytest.approx(100)
+    assert sum(row.param_share for row in vgg16_summary.blocks) == pytest.approx(100)
+
+
+def test_an_inception_module_sees_as_far_as_its_widest_branch(googlenet_summary):
+    layers = {row.name: row for row in googlenet_summary.layers}
+    assert rf(layers["pool2"]) == 27 and jump(layers["pool2"]) == 8
+    branches = {b: rf(layers[f"inception3a.{b}"]) for b in ("branch1x1.conv", "branch3x3.1.conv",
+                                                           "branch5x5.1.conv", "branch_pool.1.conv")}
+    assert branches == {"branch1x1.conv": 27, "branch3x3.1.conv": 27 + 2 * 8,
+                        "branch5x5.1.conv": 27 + 4 * 8, "branch_pool.1.conv": 27 + 2 * 8}
+    # After the concatenation even the next 1x1 convolution sees what the 5x5 branch saw.
+    assert rf(layers["inception3b.branch1x1.conv"]) == 59 and jump(layers["inception3b.branch1x1.conv"]) == 8
+    blocks = {row.name: row for row in googlenet_summary.blocks}
+    assert rf(blocks["inception3a"]) == 59 and rf(blocks["inception5b"]) == 715 and jump(blocks["inception5b"]) == 32
+    assert rf(layers["aux1.pool"]) == 171 + 4 * 16 and jump(layers["aux1.pool"]) == 48  # the paper's 5x5/3
+    assert rf(blocks["aux1"]) == rf(blocks["head"]) == "all"
+
+
+class BranchesAndSums(nn.Module):
+    """Concatenation, a residual sum in place, a functional pool and a mean: no modules join them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.narrow = nn.Conv2d(3, 2, 1)
+        self.wide = nn.Conv2d(3, 2, 5, padding=2)
+        self.after_cat = nn.Conv2d(4, 4, 3, padding=1)
+        self.shortcut_free = nn.Conv2d(4, 4, 3, padding=1)
+        self.dilated = nn.Conv2d(4, 4, 3, padding=2, dilation=2)
+        self.uneven = nn.AdaptiveMaxPool2d((3, 4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.after_cat(torch.cat([self.narrow(x), self.wide(x)], dim=1))  # 5, then 5 + 2
+        x += self.shortcut_free(nn.functional.max_pool2d(x, 2))[..., :1, :1]  # the sum keeps the wider field
+        x = self.dilated(x)
+        x = self.uneven(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_fields_follow_concatenations_sums_and_functional_calls():
+    s = summarize(BranchesAndSums(), 8, 3, 1, training_pass=False)
+    layers = {row.name: row for row in s.layers}
+    assert rf(layers["narrow"]) == 1 and rf(layers["wide"]) == 5
+    assert rf(layers["after_cat"]) == 7 and jump(layers["after_cat"]) == 1  # max over the concatenated inputs
+    assert rf(layers["shortcut_free"]) == 7 + 1 + 2 * 2 and jump(layers["shortcut_free"]) == 2  # F.max_pool2d
+    # The in-place sum took the wider field and the larger jump: 12 + 2 * 2 * 2 with the 3x3 dilated by 2.
+    assert rf(layers["dilated"]) == 12 + 2 * 2 * 2 and jump(layers["dilated"]) == 2
+    # 8x8 to 3x4: windows of 4 (8 / 3 rounded out) and steps of up to 3 rows, 2 by 2 across.
+    field = layers["uneven"].receptive_field
+    assert field.size == (20 + 3 * 2, 20 + 1 * 2) and field.jump == (3 * 2, 2 * 2)
+    assert rf(layers["head"]) == "all"  # after a mean over both spatial axes

@@ -6,6 +6,9 @@ Anything else is a bug and keeps its traceback.
 """
 
 import errno
+import pickle
+import re
+import zipfile
 
 # No space, or no quota, left: nothing can be written until the user frees some.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -33,3 +36,26 @@ def disk_full_cause(error: BaseException) -> OSError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def load_failure_reason(error: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in words a user can act on.
+
+    torch's own text for a file holding Python objects goes on to suggest
+    ``weights_only=False``, which would run code from the file: it is never passed on. The
+    unpickler's KeyError or IndexError on random bytes says nothing, so those become words too.
+    """
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        return "it holds Python objects besides tensors and plain values, which no file of ours does"
+    if isinstance(error, zipfile.BadZipFile) or "zip archive" in str(error) or "central directory" in str(error):
+        return "not a PyTorch file, or cut short"
+    if isinstance(error, (OSError, RuntimeError, EOFError)):
+        return one_line(error)
+    return "not a file written by torch.save"
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's text on one line, without a final full stop (URLError keeps it in .reason)."""
+    reason = getattr(error, "reason", None) or error
+    text = re.sub(r"\s+", " ", str(reason)).strip().rstrip(".")
+    return text or type(error).__name__

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from ..errors import UserError
@@ -105,5 +106,7 @@ def overlay(rgb: torch.Tensor, heat: torch.Tensor, alpha: float = CAM_ALPHA,
 def save_overlay(path: Path, rgb: torch.Tensor, heat: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
-    overlay(rgb, heat).save(temp, format="PNG")
+    tags = PngInfo()
+    tags.add_text("Software", "classicnets")  # marks it as a drawing, which a later run may replace
+    overlay(rgb, heat).save(temp, format="PNG", pnginfo=tags)
     temp.replace(path)

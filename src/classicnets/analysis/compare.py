@@ -271,6 +271,15 @@ def _bar_chart(path: Path, labels: Sequence[str], panels: Sequence[tuple[str, di
     return save_figure(figure, path)
 
 
+CHARTS = ("size", "memory", "speed", "accuracy")  # draw_charts writes CHART.png for each
+
+
+def chart_dir_for(out: str | Path) -> Path:
+    """Where the charts of the report ``out`` go: ``OUT_STEM_charts/`` beside it."""
+    out = Path(out)
+    return out.parent / f"{out.stem}_charts"
+
+
 def draw_charts(chart_dir: Path, stats: Sequence[RunStats]) -> dict[str, Path]:
     labels = [s.label for s in stats]
     mib = 2 ** 20
@@ -312,7 +321,7 @@ def _scaled(value: float | None, factor: float) -> float | None:
 def check_report_paths(out: str | Path) -> tuple[Path, Path]:
     """The report file and its chart directory, checked usable (call before measuring)."""
     out = output_file(out)
-    return out, output_dir(out.parent / f"{out.stem}_charts")
+    return out, output_dir(chart_dir_for(out))
 
 
 def write_compare_report(out: Path, stats: Sequence[RunStats]) -> dict[str, Path]:

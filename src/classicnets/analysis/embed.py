@@ -24,8 +24,10 @@ from ..errors import UserError
 from ..models.googlenet import GoogLeNet
 from ..models.vgg import VGG
 from .figures import output_dir, save_figure
+from .metrics import check_finite_outputs
 
 PROJECTIONS = ("pca", "tsne")
+EMBEDDINGS_FILE = "embeddings.npz"
 
 
 def penultimate_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -46,9 +48,14 @@ class Embeddings:
 
 @torch.no_grad()
 def extract_embeddings(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_samples: int | None = None
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_samples: int | None = None,
+    *, weights: str | None = None, data: str = "this data",
 ) -> Embeddings:
-    """Penultimate features of the first ``max_samples`` images (all when None), in eval mode."""
+    """Penultimate features of the first ``max_samples`` images (all when None), in eval mode.
+
+    Features with NaN or inf stop it with a UserError naming ``weights`` and ``data``: PCA
+    and t-SNE cannot place such points.
+    """
     was_training = model.training
     model.eval()
     features, labels, count = [], [], 0
@@ -57,7 +64,9 @@ def extract_embeddings(
             if max_samples is not None and count >= max_samples:
                 break
             take = targets.numel() if max_samples is None else min(targets.numel(), max_samples - count)
-            features.append(penultimate_features(model, images[:take]).float().cpu())
+            batch_features = penultimate_features(model, images[:take]).float()
+            check_finite_outputs(batch_features, weights, data)
+            features.append(batch_features.cpu())
             labels.append(targets[:take].cpu())
             count += take
     finally:

@@ -32,6 +32,7 @@ from torch import nn
 from ..engine.checkpoint import atomic_write_bytes
 from ..errors import UserError
 from .figures import output_file
+from .metrics import check_finite_outputs
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -145,9 +146,12 @@ def run_exported(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def check_parity(model: nn.Module, path: Path, fmt: str, image_shape: tuple[int, int, int],
                  batch_sizes: tuple[int, ...] = (2,), tolerance: float = PARITY_TOLERANCE,
-                 seed: int = 0) -> Parity:
+                 seed: int = 0, weights: str | None = None) -> Parity:
     """Largest |exported - PyTorch| logit difference over random standard-normal batches,
-    to be at most ``tolerance`` times the largest logit magnitude (or ``tolerance``, below 1)."""
+    to be at most ``tolerance`` times the largest logit magnitude (or ``tolerance``, below 1).
+
+    PyTorch logits with NaN or inf are refused (UserError naming ``weights``): compared with
+    NaN, every difference would look within the limit."""
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     worst, scale = 0.0, 1.0
@@ -155,6 +159,7 @@ def check_parity(model: nn.Module, path: Path, fmt: str, image_shape: tuple[int,
         images = torch.randn(batch, *image_shape, generator=generator)
         with _eval_mode(model):
             expected = model(images.to(device)).float().cpu()
+        check_finite_outputs(expected, weights, "random inputs")
         actual = run_exported(path, fmt, images).float()
         if actual.shape != expected.shape:
             raise RuntimeError(f"the export gives logits of shape {tuple(actual.shape)}, "

@@ -11,6 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
+
+
+def check_finite_outputs(values: torch.Tensor, weights: str | None, on: str) -> None:
+    """Refuse a network's outputs holding NaN or inf: every score made from them would be
+    meaningless ("cat nan%"), and the usual cause is a run that diverged."""
+    if bool(torch.isfinite(values).all()):
+        return
+    kind = "NaN" if bool(torch.isnan(values).any()) else "inf"
+    source = f"the weights in {weights}" if weights else "the network"
+    raise UserError(f"{source} produce non-finite outputs ({kind}) on {on}; the run may have diverged.")
+
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
     """Fraction of samples whose true class is among the ``k`` highest scores, per ``k``.

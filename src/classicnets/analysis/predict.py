@@ -19,6 +19,7 @@ from torch import nn
 from ..data.image_io import BadImageError, is_image_file, load_rgb, resize_center_crop
 from ..errors import UserError
 from .cam import cam_layer, grad_cam, save_overlay
+from .metrics import check_finite_outputs
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -73,17 +74,19 @@ def preprocess(image: torch.Tensor, metadata: Mapping[str, Any]) -> tuple[torch.
 
 def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequence[Path], *, topk: int = 3,
                    cam_dir: Path | None = None, batch_size: int = 16,
-                   device: torch.device | str = "cpu") -> Iterator[Prediction]:
-    """Top-``topk`` classes of every file, in order; with ``cam_dir`` also a Grad-CAM PNG each.
+                   device: torch.device | str = "cpu", weights: str | None = None) -> Iterator[Prediction]:
+    """Top-``topk`` classes of every file, in order; with ``cam_dir`` also a Grad-CAM PNG each,
+    named by :func:`cam_file_names`.
 
-    ``model`` and ``metadata`` are what :func:`classicnets.engine.load_run` returns.
+    ``model`` and ``metadata`` are what :func:`classicnets.engine.load_run` returns. Logits
+    with NaN or inf stop it with a UserError naming ``weights`` and the image.
     """
     if topk < 1:
         raise UserError(f"topk must be at least 1, got {topk}.")
     model = model.to(device).eval()
     class_names = list(metadata["class_names"])
     topk = min(topk, len(class_names))
-    cam_names: set[str] = set()
+    cam_names = iter(cam_file_names(paths))
     if cam_dir is not None:  # every input is at the run's size, so one block serves them all
         size, channels = int(metadata["image_size"]), int(metadata["in_chans"])
         _, cam_block = cam_layer(model, torch.zeros(1, channels, size, size, device=device))
@@ -94,8 +97,11 @@ def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequenc
         if readable:
             inputs = torch.cat([x for _, x, _ in readable]).to(device)
             with torch.no_grad():
-                probabilities = iter(torch.softmax(model(inputs).float(), dim=1).cpu())
+                logits = model(inputs).float()
+            _check_finite_rows(logits, [path for path, _, _ in readable], weights)
+            probabilities = iter(torch.softmax(logits, dim=1).cpu())
         for path, x, view in batch:
+            cam_name = next(cam_names)
             if x is None:
                 yield Prediction(str(path), error=view)
                 continue
@@ -103,7 +109,7 @@ def predict_images(model: nn.Module, metadata: Mapping[str, Any], paths: Sequenc
             top = [(class_names[i], i, float(p)) for p, i in zip(values.tolist(), indices.tolist())]
             prediction = Prediction(str(path), top)
             if cam_dir is not None:
-                target = cam_dir / _unique_name(path, cam_names)
+                target = cam_dir / cam_name
                 save_overlay(target, view, grad_cam(model, x.to(device), top[0][1], cam_block))
                 prediction.cam = str(target)
             yield prediction
@@ -122,11 +128,24 @@ def _read(path: Path, metadata: Mapping[str, Any]) -> tuple[Path, torch.Tensor |
     return path, x, view
 
 
-def _unique_name(path: Path, used: set[str]) -> str:
-    name = f"{path.stem}_cam.png"
-    counter = 2
-    while name in used:  # two inputs with the same stem from different folders
-        name = f"{path.stem}_cam-{counter}.png"
-        counter += 1
-    used.add(name)
-    return name
+def _check_finite_rows(logits: torch.Tensor, paths: Sequence[Path], weights: str | None) -> None:
+    """Refuse NaN or inf logits, naming the first image that gave them."""
+    bad = (~torch.isfinite(logits)).any(dim=1).nonzero().flatten()
+    if bad.numel():
+        check_finite_outputs(logits[bad[0]], weights, str(paths[int(bad[0])]))
+
+
+def cam_file_names(paths: Sequence[Path]) -> list[str]:
+    """The Grad-CAM file name of each input, in order: ``STEM_cam.png``, numbered when two
+    inputs from different folders share a stem. Known before any work, so that the caller
+    can check what they would replace."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, counter = f"{path.stem}_cam.png", 2
+        while name in used:
+            name = f"{path.stem}_cam-{counter}.png"
+            counter += 1
+        used.add(name)
+        names.append(name)
+    return names

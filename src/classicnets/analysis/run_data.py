@@ -4,7 +4,8 @@ The split is rebuilt from the run's own ``config.yaml`` (dataset, data location,
 validation size, subset and, for photo datasets, the split manifest and whether bad
 images were skipped), so ``val`` and ``test`` are exactly the run's. Images are
 normalised with the run's mean and std, which is what the network was trained on, even
-when another dataset (same number of classes) is asked for.
+when another dataset is asked for. That dataset must have the run's classes, by name and
+in order; mapping other names by position must be asked for.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
+from ..data import unused_settings
 from ..errors import UserError
 
 SPLITS = ("test", "val")
+SHOWN_CLASSES = 6  # class names a message lists before cutting the list short
 
 
 @dataclass
@@ -29,6 +32,16 @@ class RunSplit:
     class_names: list[str]
     mean: list[float]  # the run's normalisation
     std: list[float]
+    # Dataset class -> the run's class of the same index, when their names differ and the
+    # caller asked for mapping by position; None when the names agree.
+    class_mapping: dict[str, str] | None = None
+
+    def mapping_note(self) -> str | None:
+        """One line telling the reader that classes were matched by position, or None."""
+        if self.class_mapping is None:
+            return None
+        pairs = ", ".join(f"{theirs} as {ours}" for theirs, ours in self.class_mapping.items())
+        return f"note: classes mapped by position (--map-classes-by-position): {self.dataset}'s {pairs}."
 
 
 def run_home(source: str | os.PathLike) -> Path:
@@ -74,8 +87,11 @@ def _split_options(settings: Mapping[str, Any], own: bool) -> dict[str, Any]:
     the run's --subset or --val-size may not even fit."""
     if not own:  # another dataset: its own default split, whatever the run's sizes were
         return {}
-    return {"val_size": settings.get("val_size", 6000), "subset": settings.get("subset"),
-            "manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
+    options = {"val_size": settings.get("val_size"), "subset": settings.get("subset"),
+               "manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
+    ignored = set(unused_settings(settings["dataset"], options)) if settings.get("dataset") else set()
+    return {name: value for name, value in options.items()  # what the run's dataset reads, as it ran
+            if name not in ignored and (value is not None or name == "subset")}
 
 
 def load_run_split(
@@ -89,8 +105,13 @@ def load_run_split(
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    map_classes_by_position: bool = False,
 ) -> RunSplit:
-    """Batches of the run's ``split`` at ``image_size`` px on ``device`` (first ``limit`` images)."""
+    """Batches of the run's ``split`` at ``image_size`` px on ``device`` (first ``limit`` images).
+
+    A dataset whose class names differ from the run's is refused unless
+    ``map_classes_by_position``; then :attr:`RunSplit.class_mapping` holds the pairs.
+    """
     from ..data import build_data
 
     if split not in SPLITS:
@@ -116,6 +137,8 @@ def load_run_split(
     if data.in_chans != metadata["in_chans"]:
         raise UserError(f"dataset {name} has {data.in_chans}-channel images but the run's network takes "
                         f"{metadata['in_chans']}.")
+    run_classes = list(metadata.get("class_names") or data.class_names)
+    mapping = class_mapping(run_classes, list(data.class_names), name, by_position=map_classes_by_position)
     mean, std = list(metadata["mean"]), list(metadata["std"])
     same = torch.allclose(torch.tensor(data.mean), torch.tensor(mean)) and torch.allclose(
         torch.tensor(data.std), torch.tensor(std))
@@ -129,10 +152,39 @@ def load_run_split(
         batches=_RestartableBatches(batcher, limit, convert),
         num_images=total if limit is None else min(limit, total),
         dataset=name,
-        class_names=list(metadata.get("class_names") or data.class_names),
+        class_names=run_classes,
         mean=mean,
         std=std,
+        class_mapping=mapping,
     )
+
+
+def class_mapping(run_classes: Sequence[str], data_classes: Sequence[str], dataset: str, *,
+                  by_position: bool) -> dict[str, str] | None:
+    """None when the dataset's classes are the run's; {dataset class: run class} when they
+    differ and ``by_position``; else a UserError naming both lists. The counts are equal
+    (checked before): only names and order can differ, and either would mislabel every score."""
+    if list(run_classes) == list(data_classes):
+        return None
+    if by_position:
+        return dict(zip(data_classes, run_classes))
+    theirs, ours = short_list(data_classes), short_list(run_classes)
+    if sorted(run_classes) == sorted(data_classes):
+        problem = f"has the run's classes in another order, {theirs} against the run's {ours}"
+    else:
+        problem = f"has the classes {theirs} but the run was trained on {ours}"
+    if max(len(run_classes), len(data_classes)) > SHOWN_CLASSES:  # the difference may be cut off
+        first = next(i for i, (a, b) in enumerate(zip(run_classes, data_classes)) if a != b)
+        problem += f" (first difference at class {first}: {data_classes[first]!r} vs {run_classes[first]!r})"
+    raise UserError(f"dataset {dataset} {problem}; pass --map-classes-by-position to score its i-th class "
+                    f"as the run's i-th anyway.")
+
+
+def short_list(names: Sequence[str], shown: int = SHOWN_CLASSES) -> str:
+    """``[a, b, c]``, or the first ``shown`` names and the count for a long list."""
+    if len(names) <= shown:
+        return "[" + ", ".join(names) + "]"
+    return "[" + ", ".join(names[:shown]) + f", ... {len(names)} in all]"
 
 
 class _RestartableBatches:

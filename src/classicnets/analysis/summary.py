@@ -31,6 +31,14 @@ Conventions:
   max-pool), each inception module and each stage max-pool (``pool3``, ``pool4``),
   ``aux1`` / ``aux2`` where they run, and ``head`` (average pool, dropout, linear).
   Any other model: one block per top-level child.
+* Receptive field (RF) and jump (effective stride), in input pixels, are those of each
+  row's output, followed through the forward pass itself by
+  :mod:`~classicnets.analysis.receptive_field`: convolutions and pools widen the field,
+  a concatenation or a sum takes its widest input (a GoogLeNet module sees as far as its
+  widest branch), and after a global pool or a linear layer on flat features every output
+  sees the whole input ("all"). They do not depend on the input size unless an adaptive
+  pool changes what it does with it (VGG's 7x7 pool is the identity at 224 px).
+* Share is a row's part of all the parameters, auxiliary heads included.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from ..errors import UserError
 from ..models import run_or_refuse_input
 from ..models.googlenet import GoogLeNet
 from ..models.vgg import VGG
+from .receptive_field import FieldTracker, ReceptiveField, format_field
 from .text_table import format_count, format_macs, format_mib, format_shape, render_table
 
 Shape = tuple[int, ...]
@@ -61,6 +70,8 @@ class LayerRow:
     params: int
     macs: int  # for the whole batch
     train_only: bool  # ran in the training-mode pass only (auxiliary heads)
+    param_share: float  # percent of all the model's parameters
+    receptive_field: ReceptiveField | None  # of the output; None: the module did not run
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,8 @@ class BlockRow:
     params: int
     macs: int
     train_only: bool
+    param_share: float  # percent of all the model's parameters
+    receptive_field: ReceptiveField | None  # of the block's output
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ class ForwardTrace:
     shapes: dict[str, Shape]  # output shape at the module's first call
     finish_order: dict[str, int]  # position at which each module's first call returned
     macs: dict[str, int]  # multiply-adds of the module, its children included
+    fields: dict[str, ReceptiveField]  # receptive field of the output at the first call
     total_macs: int
     activation_bytes: int
     saved_bytes: int
@@ -237,6 +251,8 @@ def _measure(model: nn.Module, x: torch.Tensor, training: bool, name: str,
     names = {module: qualname for qualname, module in model.named_modules()}
     shapes: dict[str, Shape] = {}
     finish_order: dict[str, int] = {}
+    fields: dict[str, ReceptiveField] = {}
+    tracker = FieldTracker(x)
     # Storages are keyed by id() and kept alive here, so an id is never reused for
     # another storage. Views and in-place results share a storage and count once;
     # this works on the meta device too, where every data pointer is 0.
@@ -251,6 +267,9 @@ def _measure(model: nn.Module, x: torch.Tensor, training: bool, name: str,
             finish_order[qualname] = len(finish_order)
             if tensors:
                 shapes[qualname] = tuple(tensors[0].shape)
+                field = tracker.field_of(tensors[0])
+                if field is not None:
+                    fields[qualname] = field
         for tensor in tensors:
             storage = tensor.untyped_storage()
             outputs.setdefault(id(storage), storage)
@@ -267,6 +286,7 @@ def _measure(model: nn.Module, x: torch.Tensor, training: bool, name: str,
         for module in names:
             stack.callback(module.register_forward_hook(record_output).remove)
         counter = stack.enter_context(flop_counter(count_batch_norm))
+        stack.enter_context(tracker)
         if training:
             stack.enter_context(torch.enable_grad())
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor))
@@ -277,6 +297,7 @@ def _measure(model: nn.Module, x: torch.Tensor, training: bool, name: str,
         shapes=shapes,
         finish_order=finish_order,
         macs=_macs_by_module(counter, model),
+        fields=fields,
         total_macs=counter.get_total_flops() // 2,
         activation_bytes=sum(s.nbytes() for s in outputs.values()),
         saved_bytes=sum(s.nbytes() for s in saved.values()),
@@ -308,6 +329,7 @@ def _child_names(qualname: str, module: nn.Module) -> list[str]:
 
 def _layer_rows(model: nn.Module, eval_trace: ForwardTrace, train_trace: ForwardTrace | None) -> list[LayerRow]:
     rows = []
+    total = count_params(model)
     counted: set[int] = set()  # a tied parameter belongs to the first module that owns it
     for qualname, module in model.named_modules():
         own = [p for p in module.parameters(recurse=False) if id(p) not in counted]
@@ -319,18 +341,25 @@ def _layer_rows(model: nn.Module, eval_trace: ForwardTrace, train_trace: Forward
         own_macs = trace.macs.get(qualname, 0) - sum(trace.macs.get(c, 0) for c in children)
         if children and not own and own_macs == 0:
             continue  # a pure container: its children are the rows
+        params = sum(p.numel() for p in own)
         rows.append(LayerRow(
             name=qualname or "(model)",
             kind=type(module).__name__,
             output_shape=trace.shapes.get(qualname),
-            params=sum(p.numel() for p in own),
+            params=params,
             macs=own_macs,
             train_only=train_only,
+            param_share=_percent(params, total),
+            receptive_field=trace.fields.get(qualname),
         ))
     # Execution order reads better than registration order (GoogLeNet registers its
     # stage pools and auxiliary heads after the last inception module).
     order = (train_trace or eval_trace).finish_order
     return sorted(rows, key=lambda row: order.get("" if row.name == "(model)" else row.name, len(order)))
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100 * part / whole if whole else 0.0
 
 
 def model_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
@@ -387,24 +416,29 @@ def _block_rows(model: nn.Module, layers: list[LayerRow], eval_trace: ForwardTra
     def finish(qualname: str) -> int:
         return order_trace.finish_order.get(qualname, never)
 
-    def output_shape(block: str) -> Shape | None:
+    def output_of(block: str) -> tuple[Shape | None, ReceptiveField | None]:
         # The block's output is that of its module that returned last.
         for trace in (eval_trace, train_trace):
             ran = [m for m in modules_of[block] if trace is not None and m in trace.finish_order]
             if ran:
-                return trace.shapes.get(max(ran, key=lambda m: trace.finish_order[m]))
-        return None
+                last = max(ran, key=lambda m: trace.finish_order[m])
+                return trace.shapes.get(last), trace.fields.get(last)
+        return None, None
 
-    rows = [
-        BlockRow(
+    total = count_params(model)
+    rows = []
+    for block, block_rows in members.items():
+        shape, field = output_of(block)
+        params = sum(row.params for row in block_rows)
+        rows.append(BlockRow(
             name=block,
-            output_shape=output_shape(block),
-            params=sum(row.params for row in rows),
-            macs=sum(row.macs for row in rows),
-            train_only=bool(rows) and all(row.train_only for row in rows),
-        )
-        for block, rows in members.items()
-    ]
+            output_shape=shape,
+            params=params,
+            macs=sum(row.macs for row in block_rows),
+            train_only=bool(block_rows) and all(row.train_only for row in block_rows),
+            param_share=_percent(params, total),
+            receptive_field=field,
+        ))
     first_run = {block: min((finish(m) for m in modules_of[block]), default=never) for block in members}
     return sorted(rows, key=lambda row: first_run[row.name])
 
@@ -436,16 +470,25 @@ def _table(headers: list[str], rows: list[list[str]], train_only: list[bool], al
 
 def _layer_table(summary: ModelSummary) -> str:
     rows = [[row.name, row.kind, format_shape(row.output_shape), format_count(row.params),
-             format_macs(row.macs)] for row in summary.layers]
-    return _table(["layer", "type", "output", "params", "MACs"], rows,
-                  [row.train_only for row in summary.layers], ["l", "l", "l", "r", "r"])
+             _format_share(row.param_share, row.params), format_macs(row.macs), *format_field(row.receptive_field)]
+            for row in summary.layers]
+    return _table(["layer", "type", "output", "params", "share", "MACs", "RF", "jump"], rows,
+                  [row.train_only for row in summary.layers], ["l", "l", "l", "r", "r", "r", "r", "r"])
 
 
 def _block_table(summary: ModelSummary) -> str:
-    rows = [[row.name, format_shape(row.output_shape), format_count(row.params), format_macs(row.macs)]
+    rows = [[row.name, format_shape(row.output_shape), format_count(row.params),
+             _format_share(row.param_share, row.params), format_macs(row.macs), *format_field(row.receptive_field)]
             for row in summary.blocks]
-    return _table(["block", "output", "params", "MACs"], rows,
-                  [row.train_only for row in summary.blocks], ["l", "l", "r", "r"])
+    return _table(["block", "output", "params", "share", "MACs", "RF", "jump"], rows,
+                  [row.train_only for row in summary.blocks], ["l", "l", "r", "r", "r", "r", "r"])
+
+
+def _format_share(share: float, params: int) -> str:
+    # A layer without parameters shows '-'; a tiny one '<0.01%' rather than a misleading 0.00%.
+    if params == 0:
+        return "-"
+    return "<0.01%" if share < 0.005 else f"{share:.2f}%"
 
 
 def _totals(s: ModelSummary) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_empty, positive_int
+from .common import non_empty, positive_int, safe_output_folder, weights_file
 
 # Columns per figure. Drawing time grows quickly with them: on two CPU cores a two-row
 # figure takes about 10 s with 64 maps a row, 3 minutes with 256 and 10 minutes with 400.
@@ -22,7 +22,8 @@ own range.
 
 outputs in --out (default RUN_DIR/activations/IMAGE_NAME): one BLOCK.png per block.
 
-exit status: 0 done; 2 bad input (missing run or image, unknown layer).
+exit status: 0 done; 2 bad input (missing run or image, unknown layer, an output that
+would replace the image, a run's own file or another image).
 """
 
 
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     model, metadata = load_run(args.run_dir)
     image = prepare_image(args.image, metadata)
     figures = resolve_layers(model, args.layers)
-    out_dir = output_dir(args.out or run_home(args.run_dir) / "activations" / Path(args.image).stem)
+    out_dir = safe_output_folder(args.out or run_home(args.run_dir) / "activations" / Path(args.image).stem,
+                                 [f"{figure_name}.png" for figure_name in figures],
+                                 [args.image, weights_file(args.run_dir)])
+    output_dir(out_dir)
     everything = capture_activations(model, image, [name for names in figures.values() for name in names])
     written = []
     for figure_name, names in figures.items():

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
+from typing import Iterable
 
 from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED  # training's config checks the same
 
@@ -80,3 +83,57 @@ def add_run_data_arguments(p: argparse.ArgumentParser, dataset_help: str) -> Non
                    help="data root (default: the run's, else $CLASSICNETS_DATA)")
     p.add_argument("--batch-size", type=bounded_batch_size, default=128, metavar="N", help="default 128")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--map-classes-by-position", action="store_true",
+                   help="with --dataset: take the dataset's i-th class for the run's i-th even where "
+                        "their names differ (the output lists the pairs)")
+
+
+# ----------------------------------------------------------------------------- outputs that replace nothing
+
+def weights_file(source: str | os.PathLike) -> Path:
+    """The weights a run directory or a .safetensors SOURCE stands for."""
+    from ..engine.checkpoint import BEST_WEIGHTS
+
+    source = Path(source)
+    return source / BEST_WEIGHTS if source.is_dir() else source
+
+
+def run_own_files(folder: str | os.PathLike) -> dict[Path, str]:
+    """The files a run writes in ``folder``, described, when ``folder`` is a run directory
+    (it holds a config, best weights or a checkpoint); {} for any other folder. Those not
+    written yet are included: the run may still write them."""
+    from ..engine.checkpoint import BEST_WEIGHTS, LAST_CHECKPOINT
+    from ..engine.rundir import CONFIG_FILE, RUN_FILES
+
+    folder = Path(folder)
+    if not any((folder / marker).is_file() for marker in (CONFIG_FILE, BEST_WEIGHTS, LAST_CHECKPOINT)):
+        return {}
+    return {folder / name: f"the run's own {name} in {folder}" for name in RUN_FILES}
+
+
+def kept_inputs(inputs: Iterable[str | os.PathLike]) -> dict[Path, str]:
+    return {Path(path): f"the input {path}" for path in inputs}
+
+
+def safe_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), *,
+                     option: str = "--out", figure: bool = False) -> Path:
+    """``out``, refused (UserError) when writing it would replace one of ``inputs``, a file of
+    the run directory it lies in, or an image (a figure classicnets drew may be redrawn when
+    ``figure``)."""
+    from ..files import refuse_overwrite
+
+    out = Path(out)
+    # A run's file is named as such; the folder a link points into counts as well.
+    keep = {**kept_inputs(inputs), **run_own_files(out.parent), **run_own_files(out.resolve().parent)}
+    return refuse_overwrite(out, keep, option=option, figure=figure)
+
+
+def safe_output_folder(folder: str | os.PathLike, names: Iterable[str], inputs: Iterable[str | os.PathLike] = (), *,
+                       option: str = "--out", advice: str = "choose another folder") -> Path:
+    """``folder``, refused when writing any of ``names`` into it would replace one of
+    ``inputs``, a run's own file (``folder`` being a run directory) or an image."""
+    from ..files import refuse_overwrite_in
+
+    folder = Path(folder)
+    keep = {**kept_inputs(inputs), **run_own_files(folder)}
+    return refuse_overwrite_in(folder, names, keep, option=option, advice=advice)

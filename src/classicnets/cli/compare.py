@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import bounded_batch_size, non_empty, non_negative_int, positive_int
+from .common import (bounded_batch_size, non_empty, non_negative_int, positive_int, safe_output_file,
+                     safe_output_folder, weights_file)
 
 EPILOG = """\
 rows: model, dataset, input; parameters and multiply-adds per image (at the run's input and
@@ -17,7 +18,8 @@ best epoch, training wall time.
 outputs: --out (default compare.md) and its charts in OUT_STEM_charts/ beside it:
 size.png, memory.png, speed.png, accuracy.png.
 
-exit status: 0 done; 2 bad input (missing run directory, unwritable output).
+exit status: 0 done; 2 bad input (missing run directory, unwritable output, an output that
+would replace a run's own file, an input or an image).
 """
 
 
@@ -44,13 +46,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..analysis.compare import (BenchSettings, check_report_paths, collect_run_stats, unique_labels,
-                                    write_compare_report)
+    from ..analysis.compare import (CHARTS, BenchSettings, chart_dir_for, check_report_paths, collect_run_stats,
+                                    unique_labels, write_compare_report)
     from ..errors import UserError
 
     missing = [d for d in args.run_dirs if not Path(d).exists()]
     if missing:
         raise UserError(f"run directory {missing[0]} does not exist.")
+    inputs = [weights_file(d) for d in args.run_dirs]
+    safe_output_file(args.out, inputs)  # neither the report nor its charts may replace what is kept
+    safe_output_folder(chart_dir_for(args.out), [f"{chart}.png" for chart in CHARTS], inputs)
     check_report_paths(args.out)  # a bad --out must not waste the measurements
     bench = None if args.no_bench else BenchSettings(steps=args.steps, warmup=args.warmup)
     stats = []

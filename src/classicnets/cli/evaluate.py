@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..limits import MAX_IMAGE_SIZE
-from .common import add_run_data_arguments, non_empty, positive_float, positive_int
+from .common import (add_run_data_arguments, non_empty, positive_float, positive_int, safe_output_folder,
+                     weights_file)
 
 if TYPE_CHECKING:
     from ..analysis.tta import TTAConfig
@@ -33,9 +35,17 @@ changes nothing for it.
 outputs in --out (default RUN_DIR/eval-SPLIT-TTA[-dense][-scaleX][-DATASET][-firstN], named
 after every setting that changes the numbers): evaluation.json (top-1, top-5, per-class
 precision/recall/F1, expected calibration error, confusion matrix, most confident mistakes),
-confusion_matrix.png, mistakes.png, reliability.png.
+confusion_matrix.png, mistakes.png, reliability.png. An --out that is a run directory is
+refused (its confusion_matrix.png is the run's own), as is one whose files are images
+that classicnets did not draw.
 
-exit status: 0 done; 2 bad input (missing run or data, bad option).
+--dataset must have the run's classes, by name and in order; --map-classes-by-position
+scores another dataset's i-th class as the run's i-th, and says so on the screen, in the
+figures' titles and in evaluation.json ("classes_mapped_by_position").
+
+exit status: 0 done; 2 bad input (missing run or data, bad option, class names that differ
+from the run's, posteriors that are NaN, an output that would replace a run's own file or
+an image).
 """
 
 
@@ -45,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a trained run on its test or validation split, with the papers' "
                     "test-time methods (flip, 10-crop, multi-scale, dense).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_data_arguments(p, dataset_help="evaluate on this dataset instead of the run's (same classes)")
+    add_run_data_arguments(p, dataset_help="evaluate on this dataset instead of the run's (same class names, "
+                                           "same order)")
     p.add_argument("--tta", choices=("none", "flip", "10crop", "multiscale"), default="none",
                    help="test-time augmentation (default none)")
     p.add_argument("--dense", action="store_true", help="VGG: FC layers as convolutions over the whole image")
@@ -75,6 +86,18 @@ def default_folder_name(args: argparse.Namespace) -> str:
     if args.limit:
         parts.append(f"first{args.limit}")
     return "-".join(parts)
+
+
+def results_folder(args: argparse.Namespace) -> Path:
+    """--out, else the default folder in the run, checked to replace none of the run's own
+    files (a run directory's confusion_matrix.png is the test split's, of the whole run), the
+    weights or an image. Nothing is created yet."""
+    from ..analysis.evaluation_report import OUTPUT_FILES
+    from ..analysis.run_data import run_home
+
+    default = run_home(args.run_dir) / default_folder_name(args)
+    return safe_output_folder(args.out or default, OUTPUT_FILES, [weights_file(args.run_dir)],
+                              advice=f"leave out --out to write into {default}, or give another folder")
 
 
 def _scale_list(text: str) -> tuple[float, ...]:
@@ -121,16 +144,18 @@ def check_test_sizes(tta: TTAConfig) -> None:
 def run(args: argparse.Namespace) -> int:
 
     from ..analysis.dense import vgg_feature_size
-    from ..analysis.evaluation import format_report, run_evaluation, write_evaluation
+    from ..analysis.evaluation_report import format_report, run_evaluation, write_evaluation
     from ..analysis.figures import output_dir
-    from ..analysis.run_data import load_run_split, run_home
+    from ..analysis.run_data import load_run_split
     from ..analysis.tta import VGG_MULTISCALE, TTAConfig
     from ..engine.checkpoint import load_run
-    from ..engine.loop import resolve_device
+    from ..device import resolve_device
     from ..models.vgg import VGG
 
     check_scale_options(args)
+    out_dir = results_folder(args)
     device = resolve_device(args.device)
+    weights = str(weights_file(args.run_dir))
     model, metadata = load_run(args.run_dir, device=device)
     tta = TTAConfig(args.tta, image_size=int(metadata["image_size"]), scale=args.scale or 1.0,
                     scales=args.scales or VGG_MULTISCALE)
@@ -149,13 +174,18 @@ def run(args: argparse.Namespace) -> int:
               f"difference ({how} for this {metadata['image_size']} px run).")
     split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
                            batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
-                           limit=args.limit)
-    out_dir = output_dir(args.out or run_home(args.run_dir) / default_folder_name(args))
+                           limit=args.limit, map_classes_by_position=args.map_classes_by_position)
+    output_dir(out_dir)
     print(f"evaluating {metadata['model']} on {split.num_images:,} {split.dataset} {args.split} images: "
           f"{tta.describe()}{', dense' if args.dense else ''}")
-    evaluation = run_evaluation(model, split.batches, tta, dense=args.dense, num_mistakes=args.mistakes)
-    title = f"{metadata['model']} on {split.dataset} {args.split}"
-    report, paths = write_evaluation(out_dir, evaluation, split.class_names, split.mean, split.std, title)
+    if split.class_mapping is not None:
+        print(split.mapping_note())
+    evaluation = run_evaluation(model, split.batches, tta, dense=args.dense, num_mistakes=args.mistakes,
+                                weights=weights, data=f"the {split.dataset} {args.split} images")
+    mapped = " (classes mapped by position)" if split.class_mapping is not None else ""
+    title = f"{metadata['model']} on {split.dataset} {args.split}{mapped}"
+    report, paths = write_evaluation(out_dir, evaluation, split.class_names, split.mean, split.std, title,
+                                     class_mapping=split.class_mapping)
     print(format_report(report))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0

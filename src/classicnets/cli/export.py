@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import bounded_batch_size, non_empty
+from .common import bounded_batch_size, non_empty, safe_output_file, weights_file
 
 EPILOG = """\
 The network is exported in eval mode (GoogLeNet without its auxiliary heads) for
@@ -18,7 +18,8 @@ else --batch-size) and its logits are compared with PyTorch's; the largest diffe
 be at most 1e-4 times the largest logit magnitude (1e-4 for logits below 1).
 
 exit status: 0 written and checked; 1 the check failed; 2 bad input (missing run,
-missing package, unwritable output).
+missing package, unwritable output, an output that would replace a run's own file, the
+weights or an image; weights whose outputs are NaN or inf).
 """
 
 
@@ -42,27 +43,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     import torch
 
     from ..analysis.export import SUFFIXES, check_parity, export_model
+    from ..analysis.metrics import check_finite_outputs
     from ..analysis.run_data import run_home
     from ..engine.checkpoint import load_run
 
+    weights = str(weights_file(args.run_dir))
     model, metadata = load_run(args.run_dir)
     default = run_home(args.run_dir) / f"model{SUFFIXES[args.fmt]}"
-    out = Path(args.out) if args.out else default
+    out = safe_output_file(args.out or default, [weights])
     shape = (int(metadata["in_chans"]), int(metadata["image_size"]), int(metadata["image_size"]))
     example_batch = 2 if args.dynamic_batch else args.batch_size  # torch.export specialises a batch of 1
     example = torch.randn(example_batch, *shape)
+    with torch.no_grad():  # a diverged network is not worth a file
+        check_finite_outputs(model(example), weights, "random inputs")
     path = export_model(model, out, args.fmt, example, dynamic_batch=args.dynamic_batch)
     batch = "any batch size" if args.dynamic_batch else f"batch {args.batch_size}"
     print(f"wrote {path} ({args.fmt}, {batch}, input {'x'.join(map(str, shape))})")
     if args.no_check:
         return 0
     batch_sizes = (1, 3) if args.dynamic_batch else (args.batch_size,)
-    parity = check_parity(model, path, args.fmt, shape, batch_sizes=batch_sizes)
+    parity = check_parity(model, path, args.fmt, shape, batch_sizes=batch_sizes, weights=weights)
     verdict = "ok" if parity.ok else "FAILED"
     line = (f"check {verdict}: largest logit difference {parity.max_abs_diff:.2e} "
             f"(limit {parity.limit:.1e}) at batch {', '.join(map(str, batch_sizes))}")

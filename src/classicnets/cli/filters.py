@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_empty
+from .common import non_empty, safe_output_file, weights_file
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,14 +19,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..analysis.activations import plot_filters
     from ..analysis.run_data import run_home
     from ..engine.checkpoint import load_run
 
     model, metadata = load_run(args.run_dir)
-    default = run_home(args.run_dir) / "filters.png"
-    path = plot_filters(Path(args.out) if args.out else default, model, metadata["model"])
+    out = safe_output_file(args.out or run_home(args.run_dir) / "filters.png", [weights_file(args.run_dir)],
+                           figure=True)
+    path = plot_filters(out, model, metadata["model"])
     print(f"wrote {path}")
     return 0

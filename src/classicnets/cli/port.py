@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import non_empty, positive_int
+from .common import non_empty, positive_int, safe_output_file
 
 DESCRIPTION = """\
 Convert torchvision's ImageNet weights into one of our models and write its state dict
@@ -16,7 +16,8 @@ Models with torchvision weights: vgg11, vgg13, vgg16, vgg19, their _bn variants 
 googlenet_tv. A different --num-classes keeps all but the classifier, which starts
 fresh; a different --in-chans adapts the first convolution (1 channel: the sum of the
 RGB filters, so a grey input gives the activations of its RGB copy, each channel holding
-the same normalised values)."""
+the same normalised values). --out may not replace the --from-file source, a file of a
+run directory or an image."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     entry = get_model_entry(args.model)
     torchvision_weights_name(entry.name)  # fail on unsupported models before reading anything
-    check_out_file(Path(args.out))  # before the download (about 500 MB for VGG)
+    check_out_file(Path(args.out), args.from_file)  # before the download (about 500 MB for VGG)
     if args.from_file is not None:
         state_dict = load_torchvision_file(args.from_file)
     else:
@@ -58,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_out_file(out: Path) -> None:
+def check_out_file(out: Path, source: str | None = None) -> None:
     """Refuse an --out that saving would refuse (see save_ported_weights): a folder, a
-    missing folder or one that cannot be written."""
+    missing folder or one that cannot be written; and one that would replace the --from-file
+    source, a run's own file (its best.safetensors, say) or an image."""
     from ..analysis.figures import output_file
     from ..models.porting import check_weights_folder
 
+    safe_output_file(out, [source] if source else [])
     check_weights_folder(out)  # before output_file, which would create the folder
     output_file(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_empty, positive_int
+from .common import non_empty, positive_int, safe_output_folder, weights_file
 
 EPILOG = """\
 SOURCE is a run directory (its best.safetensors) or a .safetensors file written by
@@ -16,11 +16,14 @@ a folder, read recursively.
 --cam DIR writes IMAGE_cam.png per image: Grad-CAM of the top class, taken at the deepest
 block whose map is still at least 4x4 at the run's image size (the last block at 224 px;
 VGG's third max-pool or GoogLeNet's inception3b at 28 px, where the last maps are 1x1).
+An overlay never replaces an input or an image that is not an earlier overlay: such a
+DIR is refused before any image is classified.
 
 --json prints one JSON object per image: {"path", "predictions": [{"class", "index",
 "probability"}], "cam"} or {"path", "error"}.
 
-exit status: 0 every image classified; 2 bad input (missing or unreadable SOURCE) or
+exit status: 0 every image classified; 2 bad input (missing or unreadable SOURCE, a --cam
+DIR where an overlay would replace an image, weights whose outputs are NaN or inf) or
 some images could not be read: those are reported and the others are still classified.
 """
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..analysis.figures import output_dir
-    from ..analysis.predict import expand_inputs, predict_images
+    from ..analysis.predict import cam_file_names, expand_inputs, predict_images
     from ..engine.checkpoint import load_run
     from ..errors import UserError
 
@@ -53,11 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda was given but no CUDA GPU is available.")
-    cam_dir = output_dir(args.cam) if args.cam else None  # an unusable folder fails before any work
+    weights = weights_file(args.source)
+    if args.cam:  # an unusable folder fails before any work
+        output_dir(args.cam)
     model, metadata = load_run(args.source, device=args.device)
     paths = expand_inputs(args.images)
+    cam_dir = None
+    if args.cam:  # no overlay may replace an input photo, the weights or another image
+        cam_dir = safe_output_folder(args.cam, cam_file_names(paths), [*paths, weights], option="--cam")
     failed = 0
-    for prediction in predict_images(model, metadata, paths, topk=args.topk, cam_dir=cam_dir, device=args.device):
+    for prediction in predict_images(model, metadata, paths, topk=args.topk, cam_dir=cam_dir, device=args.device,
+                                     weights=str(weights)):
         failed += prediction.error is not None
         if args.json:
             print(json.dumps(prediction.to_dict()), flush=True)

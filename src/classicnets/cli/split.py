@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import fraction, non_empty, non_negative_int
+from .common import fraction, non_empty, non_negative_int, safe_output_file
 
 EPILOG = """\
 DATASET is cats-vs-dogs (Kaggle's DIR/train/cat.N.jpg, dog.N.jpg) or folder:PATH (one
@@ -18,9 +18,12 @@ split in proportion (stratified), and the same seed always gives the same split.
 
 Training needs all three parts, so --val and --test must each take at least one image.
 
+An existing --out is replaced only when it is a split manifest (an earlier split); an
+image, a run's own file or any other file is refused.
+
 exit status: 0 written; 2 bad input (unknown dataset, missing folder, one class,
-fractions that leave a part empty, unwritable place, a --copy folder that is a file or
-not empty), all found before the manifest is written.
+fractions that leave a part empty, unwritable place, an --out that is not a manifest,
+a --copy folder that is a file or not empty), all found before the manifest is written.
 """
 
 
@@ -50,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     images = list_images(args.dataset, args.data_dir)
     assignment = make_split(images, val=args.val, test=args.test, seed=args.seed)
     check_every_part_has_images(assignment, args.val, args.test)
+    out = usable_manifest_path(Path(args.out) if args.out else default_manifest_path(images.root))
     copy_dir = usable_copy_folder(args.copy) if args.copy else None  # before anything is written
-    out = Path(args.out) if args.out else default_manifest_path(images.root)
     write_manifest(out, images, assignment)
     counts = {split: assignment.count(split) for split in ("train", "val", "test")}
     print(f"wrote {out}: {counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test images, "
@@ -71,6 +74,30 @@ def check_every_part_has_images(assignment: list[str], val: float, test: float) 
         if part not in assignment:
             raise UserError(f"the split has no {part} images ({option} {share:g} of {len(assignment)} images); "
                             f"training needs train, val and test images, so raise {option}.")
+
+
+def usable_manifest_path(out: Path) -> Path:
+    """The manifest path, refused when writing there would replace an image (a photo of the
+    dataset, say), a run's own file, or any existing file that is not a split manifest:
+    rewriting an earlier split is expected, replacing anything else is not."""
+    from ..errors import UserError
+
+    safe_output_file(out)
+    if out.is_file() and not looks_like_manifest(out):
+        raise UserError(f"--out {out} would overwrite {out}, which is not a split manifest; choose another path.")
+    return out
+
+
+def looks_like_manifest(path: Path) -> bool:
+    """An empty file, or one whose first line is the manifest header that write_manifest writes."""
+    from ..data.manifest import MANIFEST_COLUMNS
+
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(200).decode("utf-8", "replace").strip()
+    except OSError:  # unreadable: nothing shows that it may be replaced
+        return False
+    return first in ("", ",".join(MANIFEST_COLUMNS))
 
 
 def usable_copy_folder(folder: str) -> Path:

@@ -14,13 +14,23 @@ DEFAULTS = {"input_size": 224, "in_chans": 3, "num_classes": 1000, "batch_size":
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "summary",
-        help="layer table with output shapes, parameters, multiply-adds and memory",
+        help="layer table with output shapes, parameters, multiply-adds, receptive fields and memory",
         description="Summarise a model: every layer (or block) with its output shape, parameters "
-                    "and multiply-adds, then the totals: parameters, multiply-adds, parameter "
-                    "memory, activation memory and the memory autograd saves for backward. "
+                    "and their share of the model's, multiply-adds, receptive field and jump, then "
+                    "the totals: parameters, multiply-adds, parameter memory, activation memory and "
+                    "the memory autograd saves for backward. "
                     "Measured from the model on the meta device, where nothing is allocated. "
                     "With --paper, print the paper's table (VGG Table 2, GoogLeNet Table 1) "
                     "beside the same figures computed from our model.",
+        epilog="Columns: 'share' is the row's percentage of all the parameters ('-': it has none). "
+               "'RF' is the receptive field of the row's output: the side, in input pixels, of "
+               "the square each output value depends on (two stacked 3x3 convolutions see 5x5, "
+               "three see 7x7); 'HxW' where it is not square. 'jump' is the effective stride: "
+               "input pixels between neighbouring output values. Both follow the forward pass: "
+               "a concatenation or a sum has the field of its widest input (an inception module "
+               "that of its widest branch); after a global pool or a linear layer every output "
+               "sees the whole input, shown as 'all'. They do not depend on --image-size, except "
+               "where an adaptive pool changes with the size of its input.",
     )
     p.add_argument("model", type=non_empty, metavar="MODEL",
                    help="a registered model (see 'classicnets models'); with --paper also the family 'vgg'")

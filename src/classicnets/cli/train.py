@@ -19,7 +19,7 @@ confusion_matrix.png, summary.json.
 --resume RUN_DIR continues from RUN_DIR/last.ckpt with the saved configuration. Flags
 that would change what is learned are refused if they differ from the saved values;
 --epochs may be raised (the schedule is re-planned over the new total), and --data-dir,
---device, --compile and --quiet may change.
+--device, --compile, --tensorboard and --quiet may change.
 
 several processes (DistributedDataParallel; see the README's "Multi-GPU and multi-node"):
   classicnets train --nproc 4 ...            one machine, 4 processes (runs torchrun for you)
@@ -34,8 +34,11 @@ for single-process runs only.
 
 exit status: 0 done; 2 bad input (unknown model or dataset, bad number, existing or
 unwritable run directory, missing data) or a full disk (finished epochs stay saved; resume
-with --resume once there is room); 3 training diverged (NaN or infinite loss;
-last.ckpt keeps the last good epoch); 130 interrupted (Ctrl-C; resume with --resume).
+with --resume once there is room), or a run directory in use by another training
+process (one process per run directory; the message names its pid); 3 training
+diverged (NaN or infinite training or validation loss; last.ckpt keeps the last good
+epoch); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM, as docker stop, Kubernetes
+and Slurm send): finished epochs stay saved, resume with --resume.
 """
 
 # flag destination -> TrainConfig field, for flags whose names differ
@@ -119,6 +122,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--dist-timeout", type=positive_float, metavar="MINUTES",
                            help="several processes: a rank waiting longer than this on the others fails "
                                 "the job (default 10)")
+    run_group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                           help="write TensorBoard event files into RUN_DIR/tensorboard (loss per logging "
+                                "step; per epoch train/val loss and accuracy, lr, img/s, curves; the test "
+                                "confusion matrix and the hyperparameters with the final metrics)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     show_config_defaults(hyper, run_group)
     p.set_defaults(run=run)
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 def check_settings(args: argparse.Namespace) -> None:
     """Raise the UserError a run would raise for its settings or model name, without running it."""
     from ..engine import build_config, resume_config
-    from ..engine.loop import resolve_device
+    from ..device import resolve_device
     from ..models import get_model_entry
 
     if args.resume:
@@ -199,8 +206,7 @@ def check_settings(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..engine import (EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted,
-                          build_config, resume_config, train)
+    from ..engine import EXIT_DIVERGED, TrainingDiverged, TrainingInterrupted, build_config, resume_config, train
     from ..errors import UserError
 
     overrides = overrides_from_args(args)
@@ -219,5 +225,5 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_DIVERGED
     except TrainingInterrupted as error:
         print(f"classicnets train: {error}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return error.exit_status
     return 0

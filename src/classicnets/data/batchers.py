@@ -22,21 +22,34 @@ Order and sharding, for ``world_size`` ranks:
   at most one sample. The last partial batch is kept.
 
 Augmentation randomness is seeded with ``(seed, epoch, rank)``.
+
+:func:`batcher_factory` is the one place that decides which implementation reads a
+dataset's images (:data:`LOADERS`) and builds the batchers of every dataset.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .augment import BatchTransform
 from .splits import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# A batch transform: uint8 [B, C, H, W] (and a generator when augmenting) -> float32 [B, C, S, S].
+# It has an ``augment`` attribute, None when it does not augment (augment.BatchTransform,
+# photo_augment.PhotoTransform).
+Transform = Callable[..., torch.Tensor]
+
+# How a dataset's images reach the batches: "device" keeps the uint8 images on the training
+# device, "dataloader" reads them through a torch DataLoader, "auto" picks "device" when the
+# images take at most DEVICE_MEMORY_SHARE of the device's free memory (always on the CPU).
+LOADERS = ("auto", "device", "dataloader")
+DEVICE_MEMORY_SHARE = 0.4
 
 
 class Batcher(ABC):
@@ -48,7 +61,7 @@ class Batcher(ABC):
         *,
         batch_size: int,
         train: bool,
-        transform: BatchTransform,
+        transform: Transform,
         device: torch.device,
         seed: int,
         rank: int = 0,
@@ -185,3 +198,47 @@ class LoaderBatcher(Batcher):
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             yield self.transform(images, generator), labels
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How the batchers of one bundle read and share out their images."""
+
+    batch_size: int
+    eval_batch_size: int
+    device: torch.device
+    seed: int
+    loader: str  # one of LOADERS
+    num_workers: int
+    rank: int
+    world_size: int
+
+
+def fits_on(device: torch.device, pixels: torch.Tensor) -> bool:
+    """Whether ``pixels`` may stay on ``device`` under ``loader="auto"``."""
+    if device.type != "cuda":
+        return True  # the CPU path reads the tensor where it already is
+    free, _ = torch.cuda.mem_get_info(device)
+    return pixels.numel() * pixels.element_size() <= DEVICE_MEMORY_SHARE * free
+
+
+def batcher_factory(images: torch.Tensor, labels: torch.Tensor, plan: BatchPlan, plain: Transform,
+                    augmented: Transform) -> Callable[[torch.Tensor, bool], Batcher]:
+    """``make(indices, train) -> Batcher`` over one shared uint8 tensor ``images`` and its ``labels``.
+
+    On the device path the tensor is copied to the device once, here, and shared by every
+    batcher made; training batchers use ``augmented``, evaluation ones ``plain``.
+    """
+    on_device = plan.loader == "device" or (plan.loader == "auto" and fits_on(plan.device, images))
+    if on_device:
+        images, labels = images.to(plan.device), labels.to(plan.device)
+
+    def make(indices: torch.Tensor, train: bool) -> Batcher:
+        options = dict(batch_size=plan.batch_size if train else plan.eval_batch_size, train=train,
+                       transform=augmented if train else plain, device=plan.device, seed=plan.seed,
+                       rank=plan.rank, world_size=plan.world_size)
+        if on_device:
+            return DeviceBatcher(images, labels, indices, **options)
+        return LoaderBatcher(images, labels, indices, num_workers=plan.num_workers, **options)
+
+    return make

@@ -1,35 +1,37 @@
-"""Dataset registry and :func:`build_data`: raw tensors -> split -> statistics -> batchers."""
+""":func:`build_data`, the one way from a dataset name to train/val/test batchers.
+
+Every dataset goes the same way: check the arguments -> its source loads it (split into
+train/val/test) -> statistics of the training part (or the user's, checked) -> batch
+transforms -> batchers from :func:`~classicnets.data.batchers.batcher_factory`.
+"""
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..errors import UserError
-from .augment import AugmentConfig, BatchTransform
-from .batchers import Batcher, DeviceBatcher, LoaderBatcher
-from .splits import channel_mean_std, derive_seed, scaled_val_size, stratified_split
+from .augment import AugmentConfig
+from .batchers import LOADERS, Batcher, BatchPlan, batcher_factory
+from .image_io import MAX_IMAGE_PIXELS
+from .pixel_stats import check_given_statistics, check_variation
+from .registry import get_dataset_source, get_source, is_known_dataset, list_datasets, register_dataset
+from .sources import DataRequest, DatasetSource, LabelledImages, resolve_data_dir
+from .splits import split_indices
 
-LOADERS = ("auto", "device", "dataloader")
+# build_data's options that only some datasets read, with their defaults.
+PHOTO_OPTIONS: dict[str, Any] = {"manifest": None, "skip_bad": False, "mean": None, "std": None,
+                                 "cache_dir": None, "max_pixels": MAX_IMAGE_PIXELS}
 
-
-@dataclass
-class LabelledImages:
-    images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor  # int64 [N]
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    name: str
-    class_names: list[str]
-    # (root directory, download allowed) -> (training images, test images); raises UserError
-    load: Callable[[Path, bool], tuple[LabelledImages, LabelledImages]]
+__all__ = [
+    "LOADERS", "PHOTO_OPTIONS", "DataBundle", "DatasetSource", "LabelledImages", "build_data", "check_arguments",
+    "get_dataset_source", "get_source", "is_known_dataset", "list_datasets", "register_dataset",
+    "resolve_data_dir", "split_indices",
+]
 
 
 @dataclass
@@ -46,61 +48,6 @@ class DataBundle:
     split_sizes: dict[str, int]  # whole splits, before sharding over ranks
 
 
-_DATASETS: dict[str, DatasetSource] = {}
-
-
-def register_dataset(source: DatasetSource) -> None:
-    if source.name in _DATASETS:
-        raise ValueError(f"dataset {source.name!r} is registered twice")
-    _DATASETS[source.name] = source
-
-
-def list_datasets() -> list[str]:
-    """Every dataset name ``build_data`` takes; ``folder:PATH`` stands for any image folder."""
-    from .photos import list_photo_datasets
-
-    return sorted([*_DATASETS, *list_photo_datasets()])
-
-
-def is_known_dataset(name: str) -> bool:
-    from .photos import is_photo_dataset
-
-    return name in _DATASETS or is_photo_dataset(name)
-
-
-def get_dataset_source(name: str) -> DatasetSource:
-    if name not in _DATASETS:
-        close = difflib.get_close_matches(name, list(_DATASETS), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(list_datasets())}.")
-    return _DATASETS[name]
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    """``data_dir`` if given, else ``$CLASSICNETS_DATA``, else ``./data``; made absolute."""
-    chosen = data_dir if data_dir is not None else os.environ.get("CLASSICNETS_DATA") or "data"
-    return Path(chosen).expanduser().absolute()
-
-
-def split_indices(
-    labels: torch.Tensor, *, val_size: int, subset: int | None, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stratified (train, val) positions into the training file, from ``seed`` alone.
-
-    The full split comes first, so a ``subset`` run trains on a stratified sample of the
-    same training part and validates on a stratified sample of the same validation part,
-    shrunk by :func:`~classicnets.data.splits.scaled_val_size`.
-    """
-    train, val = stratified_split(labels, val_size, derive_seed(seed, "split"))
-    if subset is None:
-        return train, val
-    num_classes = int(labels.unique().numel())
-    _, train_pick = stratified_split(labels[train], subset, derive_seed(seed, "subset", "train"))
-    small_val = scaled_val_size(val_size, subset, num_classes)
-    _, val_pick = stratified_split(labels[val], small_val, derive_seed(seed, "subset", "val"))
-    return train[train_pick], val[val_pick]
-
-
 def build_data(
     name: str,
     *,
@@ -112,7 +59,7 @@ def build_data(
     seed: int,
     val_size: int = 6000,
     subset: int | None = None,
-    augment: AugmentConfig | None = None,
+    augment: AugmentConfig | Any | None = None,
     loader: str = "auto",
     num_workers: int = 2,
     download: bool = True,
@@ -121,81 +68,67 @@ def build_data(
     progress: bool = True,
     **photo_options: Any,
 ) -> DataBundle:
-    """Load a dataset, split it, and return train/val/test batchers on ``device``.
+    """Load dataset ``name``, split it, and return train/val/test batchers on ``device``.
 
-    ``augment=None`` means no augmentation. ``loader``: ``"device"`` keeps the uint8
-    images on ``device``; ``"dataloader"`` reads them through a DataLoader with
-    ``num_workers`` workers; ``"auto"`` picks ``"device"`` (the supported datasets fit).
-    Photo datasets (cats-vs-dogs, cifar10, stl10, ``folder:PATH``) go to
-    :func:`~classicnets.data.photos.build_photo_data`, which also takes
-    ``photo_options`` (manifest, skip_bad, mean, std, cache_dir, ...). ``progress``: progress
-    bars for the photo datasets' image checks and decoding.
+    ``augment``: None trains without augmentation; otherwise the dataset's augmentation
+    config or its dict form (:class:`~classicnets.data.AugmentConfig` for Fashion-MNIST,
+    :class:`~classicnets.data.photo_augment.PhotoAugmentConfig` for photos, which also take
+    an ``AugmentConfig``). ``loader``: ``"device"`` keeps the uint8 images on ``device``;
+    ``"dataloader"`` reads them through a DataLoader with ``num_workers`` workers;
+    ``"auto"`` picks ``"device"`` when they fit (always on the CPU). ``val_size``: the
+    validation images cut from a training file (Fashion-MNIST; CIFAR-10 and STL-10 take at
+    most a tenth); file datasets bring their split. ``progress``: progress bars for the
+    photo datasets' image checks and decoding.
+
+    ``photo_options`` (:data:`PHOTO_OPTIONS`; each dataset declares which it reads, and one
+    it does not read is refused): ``manifest`` a split CSV; ``skip_bad`` leave unreadable
+    images out instead of stopping; ``mean``/``std`` use these instead of the training
+    part's statistics; ``cache_dir`` where decoded photos, statistics and image checks are
+    kept; ``max_pixels`` the largest image decoded.
     """
-    from .photos import build_photo_data, is_photo_dataset
+    unknown = sorted(set(photo_options) - set(PHOTO_OPTIONS))
+    if unknown:
+        raise TypeError(f"build_data() got an unexpected keyword argument {unknown[0]!r}")
+    source = get_source(name)
+    check_arguments(image_size, batch_size, eval_batch_size, seed, loader, num_workers, rank, world_size)
+    unused = source.unused_settings(photo_options)
+    if unused:
+        raise UserError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {name}; "
+                        f"leave {'it' if len(unused) == 1 else 'them'} out.")
+    options = PHOTO_OPTIONS | photo_options
+    augment = source.augment_type.coerce(augment)
+    check_given_statistics(name, options["mean"], options["std"], source.channels)
 
-    common = dict(data_dir=data_dir, image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                  device=device, seed=seed, val_size=val_size, subset=subset, augment=augment, loader=loader,
-                  num_workers=num_workers, download=download, rank=rank, world_size=world_size)
-    if is_photo_dataset(name):
-        return build_photo_data(name, **common, progress=progress, **photo_options)
-    given = sorted(key for key, value in photo_options.items() if value not in (None, False))
-    if given:
-        raise UserError(f"{', '.join(given)} only apply to photo datasets, not {name}.")
-    if isinstance(augment, dict):
-        augment = AugmentConfig.from_dict(augment)
-    source = get_dataset_source(name)
-    _check_arguments(image_size, batch_size, eval_batch_size, seed, loader, num_workers, rank, world_size)
-    train_file, test_file = source.load(resolve_data_dir(data_dir), download)
-    _check_split_sizes(len(train_file.labels), val_size, subset, world_size)
+    request = DataRequest(
+        data_dir=data_dir, seed=seed, val_size=val_size, subset=subset, download=download, image_size=image_size,
+        workers=max(num_workers, 1), manifest=options["manifest"], skip_bad=options["skip_bad"],
+        cache_dir=Path(options["cache_dir"]) if options["cache_dir"] is not None else None,
+        max_pixels=options["max_pixels"], progress=progress)
+    data = source.load(request)
+    if data.size("train") < world_size:
+        raise UserError(f"{data.size('train')} training images cannot be shared by {world_size} ranks.")
+    if options["mean"] is None:
+        mean, std = data.statistics()
+        check_variation(name, mean, std)
+    else:
+        mean, std = [float(v) for v in options["mean"]], [float(v) for v in options["std"]]
 
-    train_idx, val_idx = split_indices(train_file.labels, val_size=val_size, subset=subset, seed=seed)
-    mean, std = channel_mean_std(train_file.images[train_idx])
-    device = torch.device(device)
-    plain = BatchTransform(mean, std, image_size, None, device)
-    augmented = BatchTransform(mean, std, image_size, augment, device)
-
-    on_device = loader != "dataloader"  # the device path copies each file to the device once
-    train_tensors = _tensors(train_file, device if on_device else None)
-    test_tensors = _tensors(test_file, device if on_device else None)
-
-    def make_batcher(tensors: tuple[torch.Tensor, torch.Tensor], indices: torch.Tensor, train: bool) -> Batcher:
-        options = dict(
-            batch_size=batch_size if train else eval_batch_size,
-            train=train,
-            transform=augmented if train else plain,
-            device=device,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-        )
-        if on_device:
-            return DeviceBatcher(*tensors, indices, **options)
-        return LoaderBatcher(*tensors, indices, num_workers=num_workers, **options)
-
+    device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0": the device batches land on
+    plan = BatchPlan(batch_size, eval_batch_size, device, seed, loader, num_workers, rank, world_size)
+    plain = source.transform_type(mean, std, image_size, None, device)
+    augmented = source.transform_type(mean, std, image_size, augment, device)
+    makers = [batcher_factory(pool.images, pool.labels, plan, plain, augmented) for pool in data.pools]
+    batchers = {part: makers[pool](indices, part == "train") for part, (pool, indices) in data.parts.items()}
     return DataBundle(
-        train=make_batcher(train_tensors, train_idx, train=True),
-        val=make_batcher(train_tensors, val_idx, train=False),
-        test=make_batcher(test_tensors, torch.arange(len(test_file.labels)), train=False),
-        num_classes=len(source.class_names),
-        in_chans=train_file.images.shape[1],
-        class_names=list(source.class_names),
-        mean=mean,
-        std=std,
-        image_size=image_size,
-        split_sizes={"train": train_idx.numel(), "val": val_idx.numel(), "test": len(test_file.labels)},
-    )
+        train=batchers["train"], val=batchers["val"], test=batchers["test"],
+        num_classes=len(data.class_names), in_chans=data.pools[0].images.shape[1],
+        class_names=list(data.class_names), mean=list(mean), std=list(std), image_size=image_size,
+        split_sizes={part: data.size(part) for part in ("train", "val", "test")})
 
 
-def _tensors(data: LabelledImages, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
-    if device is None:
-        return data.images, data.labels
-    return data.images.to(device), data.labels.to(device)
-
-
-def _check_arguments(
-    image_size: int, batch_size: int, eval_batch_size: int, seed: int, loader: str, num_workers: int,
-    rank: int, world_size: int,
-) -> None:
+def check_arguments(image_size: int, batch_size: int, eval_batch_size: int, seed: int, loader: str,
+                    num_workers: int, rank: int, world_size: int) -> None:
+    """The arguments of :func:`build_data` that every dataset reads the same way."""
     for label, value in (("image size", image_size), ("batch size", batch_size),
                          ("eval batch size", eval_batch_size), ("world size", world_size)):
         if value < 1:
@@ -208,16 +141,3 @@ def _check_arguments(
         raise UserError(f"num_workers must be 0 or more, got {num_workers}.")
     if not 0 <= rank < world_size:
         raise UserError(f"rank must be in [0, {world_size - 1}] for world size {world_size}, got {rank}.")
-
-
-def _check_split_sizes(num_train_file: int, val_size: int, subset: int | None, world_size: int) -> None:
-    if not 1 <= val_size < num_train_file:
-        raise UserError(f"val_size must be between 1 and {num_train_file - 1}, got {val_size}.")
-    train_part = num_train_file - val_size
-    if subset is not None and not 1 <= subset <= train_part:
-        raise UserError(
-            f"subset must be between 1 and the {train_part} training images left after validation, got {subset}."
-        )
-    trained = subset if subset is not None else train_part
-    if trained < world_size:
-        raise UserError(f"{trained} training images cannot be shared by {world_size} ranks.")

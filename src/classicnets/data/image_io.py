@@ -20,6 +20,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Same ceiling as PIL's own warning threshold (~89.5 megapixels, a 1 GiB RGBA canvas).
 MAX_IMAGE_PIXELS = 89_478_485
+# Every image is scaled so that its shorter side is the training size, then centre-cropped
+# (resize_center_crop). A side of one pixel holds no image in that direction, and a long
+# thin strip would be scaled into a huge intermediate (a 1 x 200,000 image at 224 px: 30 GB),
+# so both are refused as bad files, from the header alone.
+MIN_IMAGE_SIDE = 2
+MAX_ASPECT_RATIO = 64  # long side / short side; panoramas stay well under it
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -46,7 +52,8 @@ def is_image_file(path: Path) -> bool:
 
 
 def check_header(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """(width, height) from the header alone; raises BadImageError for empty, foreign or huge files."""
+    """(width, height) from the header alone; raises BadImageError for empty, foreign, huge,
+    tiny or needle-thin files."""
     path = Path(path)
     # PIL refuses headers over twice its MAX_IMAGE_PIXELS before we can look at them; a
     # caller's higher limit must win. Only ever raised: every reader checks its own limit.
@@ -67,6 +74,11 @@ def check_header(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) ->
         raise BadImageError(f"unreadable ({error.strerror or error})") from None
     if width * height > max_pixels:
         raise BadImageError(f"too large to decode safely ({width}x{height} pixels, limit {max_pixels:,})")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise BadImageError(f"too small ({width}x{height} pixels; each side needs at least {MIN_IMAGE_SIDE})")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise BadImageError(f"too narrow ({width}x{height} pixels; the long side may be at most "
+                            f"{MAX_ASPECT_RATIO} times the short one)")
     return width, height
 
 

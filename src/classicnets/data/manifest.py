@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 
 from ..errors import UserError
+from ..files import atomic_write_bytes
 from .image_io import IMAGE_EXTENSIONS, is_image_file
 from .splits import derive_seed, stratified_split
 
@@ -252,8 +253,6 @@ def default_manifest_path(root: Path) -> Path:
 
 def write_manifest(path: Path, images: ImageList, assignment: Sequence[str]) -> None:
     """CSV ``split,label,path`` sorted by split then path; written atomically."""
-    from ..engine.checkpoint import atomic_write_bytes
-
     order = sorted(range(len(images)), key=lambda i: (SPLITS.index(assignment[i]), images.paths[i]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -269,15 +268,19 @@ def write_manifest(path: Path, images: ImageList, assignment: Sequence[str]) -> 
                         f"with --out.") from None
 
 
-def read_manifest(path: Path, root: Path) -> ImageList:
-    """The images a manifest lists, with their splits; paths are resolved under ``root``."""
+def read_manifest(path: Path, root: Path, known_classes: Sequence[str] | None = None) -> ImageList:
+    """The images a manifest lists, with their splits; paths are resolved under ``root``.
+
+    ``known_classes``: the dataset's classes (from its layout); a label outside them is
+    refused, so a misspelt class never becomes a class of its own.
+    """
     path = Path(path)
     if path.is_dir():
         raise UserError(f"split manifest {path} is a folder; give the CSV file that classicnets split wrote.")
     if not path.is_file():
         raise UserError(f"split manifest {path} does not exist.")
     try:
-        rows = _manifest_rows(path)
+        rows = _manifest_rows(path, root, known_classes)
     except UnicodeDecodeError:
         raise UserError(f"split manifest {path} is not a text (CSV) file.") from None
     class_names = sorted({label for _, label, _ in rows})
@@ -292,17 +295,24 @@ def read_manifest(path: Path, root: Path) -> ImageList:
                      [split for split, _, _ in rows])
 
 
-def _manifest_rows(path: Path) -> list[tuple[str, str, str]]:
+def _manifest_rows(path: Path, root: Path, known_classes: Sequence[str] | None) -> list[tuple[str, str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or tuple(header) != MANIFEST_COLUMNS:
             raise UserError(f"{path} is not a split manifest: its first line must be {','.join(MANIFEST_COLUMNS)}.")
         rows, seen = [], set()
+        known = None if known_classes is None else set(known_classes)
         for line, row in enumerate(reader, start=2):
-            if len(row) != 3 or row[0] not in SPLITS or not row[1] or not row[2]:
+            if len(row) != 3 or not row[1] or not row[2]:
                 raise UserError(f"{path} line {line} is not 'split,label,path' with split one of "
                                 f"{', '.join(SPLITS)}: {','.join(row)!r}.")
+            if row[0] not in SPLITS:
+                raise UserError(f"{path} line {line} is not 'split,label,path' with split one of "
+                                f"{', '.join(SPLITS)}: its split {row[0]!r} is none of them.")
+            if known is not None and row[1] not in known:
+                raise UserError(f"{path} line {line}: label {row[1]!r} is not a class of {root} "
+                                f"({', '.join(known_classes)}).")
             if row[2] in seen:
                 raise UserError(f"{path} line {line} lists {row[2]} a second time.")
             seen.add(row[2])

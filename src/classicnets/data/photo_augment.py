@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .augment import check_transform_call, normalisation_constants, random_erasing
+from .augment import AugmentConfig, check_transform_call, normalisation_constants, random_erasing
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 LUMA = (0.299, 0.587, 0.114)
@@ -29,7 +29,7 @@ LUMA = (0.299, 0.587, 0.114)
 
 @dataclass
 class PhotoAugmentConfig:
-    """Training augmentation for photos (``build_photo_data(augment=...)``)."""
+    """Training augmentation for photos (``build_data(augment=...)`` of a photo dataset)."""
 
     scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop: fraction of the image area kept
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio w/h, drawn log-uniformly (the paper's)
@@ -73,6 +73,18 @@ class PhotoAugmentConfig:
             return cls(hflip=basic.hflip, erasing=basic.erasing)
         return cls(scale=(1.0, 1.0), hflip=basic.hflip, brightness=0.0, contrast=0.0, saturation=0.0,
                    erasing=basic.erasing)
+
+    @classmethod
+    def coerce(cls, augment: Any) -> "PhotoAugmentConfig | None":
+        """What ``build_data(augment=...)`` takes for photos: None (no augmentation), a config, its
+        dict form, or the Fashion-MNIST :class:`~classicnets.data.AugmentConfig` (see :meth:`from_basic`)."""
+        if augment is None or isinstance(augment, cls):
+            return augment
+        if isinstance(augment, Mapping):
+            return cls.from_dict(augment)
+        if isinstance(augment, AugmentConfig):
+            return cls.from_basic(augment)
+        raise UserError(f"augment must be a PhotoAugmentConfig or a mapping, got {augment!r}.")
 
     @classmethod
     def off(cls) -> "PhotoAugmentConfig":

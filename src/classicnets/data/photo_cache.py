@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..files import atomic_write_text as write_file_atomically
 from .image_io import MAX_IMAGE_PIXELS, BadImageError, load_rgb, resize_center_crop
 from .manifest import ImageList
 
@@ -41,10 +42,9 @@ def cache_root() -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    from ..engine.checkpoint import atomic_write_bytes
-
+    """:func:`classicnets.files.atomic_write_text`, creating the cache folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, text.encode())
+    write_file_atomically(path, text)
 
 
 def images_key(images: ImageList, *extra: object) -> str:

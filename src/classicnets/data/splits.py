@@ -73,6 +73,25 @@ def scaled_val_size(val_size: int, subset: int, num_classes: int) -> int:
     return min(val_size, max(num_classes, subset // 9))
 
 
+def split_indices(
+    labels: torch.Tensor, *, val_size: int, subset: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified (train, val) positions into a training file, from ``seed`` alone.
+
+    The full split comes first, so a ``subset`` run trains on a stratified sample of the
+    same training part and validates on a stratified sample of the same validation part,
+    shrunk by :func:`scaled_val_size`.
+    """
+    train, val = stratified_split(labels, val_size, derive_seed(seed, "split"))
+    if subset is None:
+        return train, val
+    num_classes = int(labels.unique().numel())
+    _, train_pick = stratified_split(labels[train], subset, derive_seed(seed, "subset", "train"))
+    small_val = scaled_val_size(val_size, subset, num_classes)
+    _, val_pick = stratified_split(labels[val], small_val, derive_seed(seed, "subset", "val"))
+    return train[train_pick], val[val_pick]
+
+
 def channel_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and (population) std of uint8 images ``[N, C, H, W]`` on [0, 1].
 

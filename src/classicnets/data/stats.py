@@ -1,120 +1,23 @@
-"""Exact per-channel mean and standard deviation, streamed.
-
-Pixels are uint8, so a 256-bin histogram per channel holds everything the mean and the
-variance need, in exact int64 counts, however many images stream through; the only
-rounding is the final float64 arithmetic. Memory stays constant: one image (or one
-chunk of a tensor) at a time.
-"""
+"""Exact per-channel statistics (:mod:`~classicnets.data.pixel_stats`, re-exported here) and
+:func:`training_split_mean_std`, the statistics of the training part a run uses (what
+``classicnets stats`` prints)."""
 
 from __future__ import annotations
 
-import json
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
+from .pixel_stats import (MIN_STD, ChannelHistogram, cached_mean_std, channel_label, check_given_statistics,
+                          check_variation, files_mean_std, tensor_mean_std)
+from .registry import get_source
+from .sources import DataRequest
 
-from ..errors import UserError
-from .image_io import MAX_IMAGE_PIXELS, BadImageError, load_rgb, resize_center_crop
-from .manifest import ImageList
-from .photo_cache import atomic_write_text, cache_root, images_key
-
-log = logging.getLogger(__name__)
-
-
-class ChannelHistogram:
-    """Running per-channel histograms of uint8 pixels."""
-
-    def __init__(self, channels: int = 3) -> None:
-        self.counts = torch.zeros(channels, 256, dtype=torch.int64)
-
-    def add(self, images: torch.Tensor) -> None:
-        """Add uint8 ``[C, H, W]`` or ``[N, C, H, W]`` pixels."""
-        if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 pixels, got {images.dtype}")
-        pixels = images.cpu().numpy()
-        channel_axis = pixels.ndim - 3
-        for channel in range(self.counts.shape[0]):
-            values = np.take(pixels, channel, axis=channel_axis).ravel()
-            # NumPy's bincount: torch's is ~100x slower on uint8 input on the CPU.
-            self.counts[channel] += torch.from_numpy(np.bincount(values, minlength=256))
-
-    @property
-    def pixels_per_channel(self) -> int:
-        return int(self.counts[0].sum())
-
-    def mean_std(self) -> tuple[list[float], list[float]]:
-        """Mean and population std per channel, on [0, 1]."""
-        if self.pixels_per_channel == 0:
-            raise ValueError("no pixels were added")
-        values = torch.arange(256, dtype=torch.float64)
-        counts = self.counts.double()
-        total = counts.sum(1)
-        mean = (counts * values).sum(1) / total
-        var = (counts * (values[None] - mean[:, None]) ** 2).sum(1) / total
-        return (mean / 255).tolist(), (var.sqrt() / 255).tolist()
+__all__ = [
+    "MIN_STD", "ChannelHistogram", "cached_mean_std", "channel_label", "check_given_statistics", "check_variation",
+    "files_mean_std", "tensor_mean_std", "training_split_mean_std",
+]
 
 
-def tensor_mean_std(images: torch.Tensor, chunk: int = 256,
-                    indices: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
-    """Exact statistics of a uint8 ``[N, C, H, W]`` tensor (or of its ``indices`` rows), a
-    chunk of images at a time, so a subset is never copied whole."""
-    histogram = ChannelHistogram(images.shape[1])
-    count = images.shape[0] if indices is None else indices.numel()
-    for start in range(0, count, chunk):
-        histogram.add(images[start:start + chunk] if indices is None else images[indices[start:start + chunk]])
-    return histogram.mean_std()
-
-
-def files_mean_std(images: ImageList, *, image_size: int | None = None, workers: int = 2, progress: bool = True,
-                   max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[list[float], list[float]]:
-    """Exact statistics over image files, decoded in a thread pool and streamed.
-
-    ``image_size=None`` counts every pixel at the file's own resolution; a size counts
-    the pixels the model would see (shorter side scaled to it, centre square).
-    """
-    def decode(path: Path) -> torch.Tensor:
-        try:
-            image = load_rgb(path, max_pixels)
-        except BadImageError as error:
-            raise UserError(f"cannot decode {path}: {error}.") from None
-        return image if image_size is None else resize_center_crop(image, image_size)
-
-    histogram = ChannelHistogram(3)
-    files = images.files()
-    window = 16 * max(1, workers)  # decoded images in flight: memory stays bounded
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(files), desc="computing mean/std", unit="img", disable=not progress, leave=False) as bar:
-        for start in range(0, len(files), window):
-            for image in pool.map(decode, files[start:start + window]):
-                histogram.add(image)
-                bar.update()
-    return histogram.mean_std()
-
-
-def cached_mean_std(images: ImageList, image_size: int, pixels: torch.Tensor,
-                    cache_dir: Path | None = None, indices: torch.Tensor | None = None) -> tuple[list[float], list[float]]:
-    """Statistics of ``pixels`` (or its ``indices`` rows: the decoded training images),
-    remembered per image list and size."""
-    path = (cache_dir or cache_root()) / f"stats-{images_key(images, image_size)[:24]}.json"
-    try:
-        saved = json.loads(path.read_text())
-        return [float(v) for v in saved["mean"]], [float(v) for v in saved["std"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    mean, std = tensor_mean_std(pixels, indices=indices)
-    try:
-        atomic_write_text(path, json.dumps({"mean": mean, "std": std, "images": len(images),
-                                            "image_size": image_size}))
-    except OSError as error:
-        log.warning("could not save the statistics cache %s (%s)", path, error.strerror)
-    return mean, std
-
-
-def training_split_mean_std(name: str, data_dir: str | None, *, manifest: str | None = None,
+def training_split_mean_std(name: str, data_dir: str | Path | None, *, manifest: str | None = None,
                             image_size: int | None = None, workers: int = 2, progress: bool = True,
                             download: bool = True, seed: int = 0, val_size: int = 6000,
                             skip_bad: bool = False) -> dict:
@@ -122,27 +25,10 @@ def training_split_mean_std(name: str, data_dir: str | None, *, manifest: str | 
 
     File datasets: the manifest's (or the default) training part, checked like training
     checks it (``skip_bad``), decoded at the files' own size or at ``image_size``.
-    CIFAR-10 / STL-10: the training file less the validation part that ``seed`` and
-    ``val_size`` cut, at native size (as training does).
+    Fashion-MNIST, CIFAR-10, STL-10: the training file less the validation part that
+    ``seed`` and ``val_size`` cut, at native size (as training does).
     Returns ``{"dataset", "images", "image_size", "mean", "std"}``.
     """
-    from .photos import ARRAY_DATASETS, array_split_indices, open_split
-
-    if name in ARRAY_DATASETS:
-        from .build import resolve_data_dir
-
-        if image_size is not None:
-            raise UserError(f"{name} statistics are taken at the native size, as training does; drop --image-size.")
-        arrays = ARRAY_DATASETS[name](resolve_data_dir(data_dir), download)
-        train_idx, _ = array_split_indices(arrays, val_size=val_size, seed=seed)
-        mean, std = tensor_mean_std(arrays.train_images, indices=train_idx)
-        count = train_idx.numel()
-    else:
-        from .validate import check_images, drop_bad_images
-
-        train = open_split(name, data_dir, manifest).part("train")
-        report = check_images(train, workers=workers, progress=progress)
-        train = drop_bad_images(train, report, skip_bad=skip_bad)
-        mean, std = files_mean_std(train, image_size=image_size, workers=workers, progress=progress)
-        count = len(train)
-    return {"dataset": name, "images": count, "image_size": image_size, "mean": mean, "std": std}
+    request = DataRequest(data_dir=data_dir, seed=seed, val_size=val_size, download=download, image_size=image_size,
+                          workers=workers, manifest=manifest, skip_bad=skip_bad, progress=progress)
+    return get_source(name).training_stats(request)

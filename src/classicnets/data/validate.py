@@ -26,6 +26,9 @@ from .photo_cache import atomic_write_text, cache_root
 log = logging.getLogger(__name__)
 
 SHOWN_IN_MESSAGE = 20  # bad files named in the error itself; all of them go to a file
+# The rules a cached verdict was reached under; change it whenever image_io refuses new
+# kinds of file, so verdicts cached under older rules are reached again.
+CHECK_RULES = "v2: decodes, pixels, min side, aspect ratio"
 
 
 @dataclass
@@ -129,7 +132,7 @@ def _load_cache(path: Path, max_pixels: int) -> dict[str, list]:
         content = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}  # no cache yet, or a damaged one: check everything again
-    if not isinstance(content, dict) or content.get("max_pixels") != max_pixels:
+    if not isinstance(content, dict) or content.get("max_pixels") != max_pixels or content.get("rules") != CHECK_RULES:
         return {}
     entries = content.get("entries")
     return entries if isinstance(entries, dict) else {}
@@ -137,6 +140,6 @@ def _load_cache(path: Path, max_pixels: int) -> dict[str, list]:
 
 def _save_cache(path: Path, max_pixels: int, entries: dict[str, list]) -> None:
     try:
-        atomic_write_text(path, json.dumps({"max_pixels": max_pixels, "entries": entries}))
+        atomic_write_text(path, json.dumps({"rules": CHECK_RULES, "max_pixels": max_pixels, "entries": entries}))
     except OSError as error:  # a read-only cache only costs speed next time
         log.warning("could not save the image check cache %s (%s)", path, error.strerror)

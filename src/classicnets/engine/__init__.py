@@ -8,7 +8,7 @@ Use :func:`train` with a :class:`TrainConfig` (from :func:`build_config` or
 from .checkpoint import load_run, read_weights
 from .config import TrainConfig, build_config, load_recipe, resume_config
 from .ema import ModelEma
-from .evaluate import EvalResult, evaluate
+from .split_scores import EvalResult, evaluate
 from .loop import EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted, train
 from .optim import LRSchedule, build_optimizer, training_loss
 

@@ -17,16 +17,19 @@ old or the new file, never a torn one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, load_failure_reason
+from ..files import atomic_write, atomic_write_bytes
+from ..limits import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IN_CHANS
 
 BEST_WEIGHTS = "best.safetensors"
 LAST_CHECKPOINT = "last.ckpt"
@@ -34,39 +37,6 @@ FORMAT = "classicnets-run-v1"
 # Metadata values that are JSON (safetensors metadata is a str -> str mapping).
 JSON_METADATA = ("num_classes", "in_chans", "image_size", "mean", "std", "class_names",
                  "model_kwargs", "epoch", "val_accuracy")
-
-
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then swap it in."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)  # make the rename itself durable
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda handle: handle.write(data))
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -103,8 +73,56 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, raw = read_safetensors(path)
     if raw.get("format") != FORMAT or "model" not in raw:
         raise UserError(f"{path} was not written by classicnets train (no run metadata).")
-    metadata = {key: json.loads(value) if key in JSON_METADATA else value for key, value in raw.items()}
+    metadata = {}
+    for key, value in raw.items():
+        try:
+            metadata[key] = json.loads(value) if key in JSON_METADATA else value
+        except ValueError:
+            raise UserError(f"{path}: its metadata field {key} is not valid JSON ({value[:60]!r}).") from None
+    check_run_metadata(metadata, path)
     return tensors, metadata
+
+
+def check_run_metadata(metadata: dict[str, Any], path: Path) -> None:
+    """Metadata read from a file is checked like flags are: typed and bounded, so a damaged or
+    hand-edited file gets one sentence naming the field instead of a traceback or a
+    multi-gigabyte allocation further on."""
+    def refuse(field: str, why: str) -> None:
+        raise UserError(f"{path}: metadata field {field} {why}; the file is damaged or was not written "
+                        f"by classicnets train.")
+
+    for field, limit in (("num_classes", MAX_CLASSES), ("in_chans", MAX_IN_CHANS), ("image_size", MAX_IMAGE_SIZE),
+                         ("epoch", 10**9)):
+        value = metadata.get(field)
+        if field in metadata and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
+            refuse(field, f"must be a whole number from 1 to {limit:,}, got {value!r}")
+    if "model_kwargs" in metadata and not isinstance(metadata["model_kwargs"], dict):
+        refuse("model_kwargs", f"must be a mapping, got {metadata['model_kwargs']!r}")
+    if "val_accuracy" in metadata and not _is_number(metadata["val_accuracy"], 0, 1):
+        refuse("val_accuracy", f"must be a fraction in [0, 1], got {metadata['val_accuracy']!r}")
+    names = metadata.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        refuse("class_names", "must be a list of texts")
+    for field in ("mean", "std"):
+        values = metadata.get(field)
+        if values is not None and (not isinstance(values, list) or not all(
+                _is_number(v, 0 if field == "mean" else 1e-12, 1e6) for v in values)):
+            refuse(field, f"must be a list of finite numbers{' above 0' if field == 'std' else ''}, got {values!r}")
+
+
+def check_run_metadata_agrees(metadata: dict[str, Any], path: Path) -> None:
+    """The fields of a trained run's metadata that must agree with each other: one class name
+    per class, one mean and std per input channel."""
+    for field, size, unit in (("class_names", metadata["num_classes"], "classes"),
+                              ("mean", metadata["in_chans"], "channels"), ("std", metadata["in_chans"], "channels")):
+        if len(metadata[field]) != size:
+            raise UserError(f"{path}: metadata field {field} holds {len(metadata[field])} values for {size} {unit}; "
+                            f"the file is damaged or was not written by classicnets train.")
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low <= value <= high)
 
 
 # What later commands (predict, evaluate, embed, export) need to rebuild and feed a network.
@@ -131,6 +149,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
     if missing:  # e.g. a file from `classicnets port`: weights without a dataset's preprocessing
         raise UserError(f"{weights_path} lacks {', '.join(missing)}, so it cannot stand for a trained run; "
                         f"give a run directory or best.safetensors written by `classicnets train`.")
+    check_run_metadata_agrees(metadata, weights_path)
     with torch.device("meta"):  # no memory and no initialisation: every tensor comes from the file
         model = create_model(metadata["model"], num_classes=metadata["num_classes"],
                              in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
@@ -147,15 +166,32 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
+# What every last.ckpt holds (see the loop's commit_epoch).
+CHECKPOINT_KEYS = ("model", "optimizer", "schedule", "ema", "rng", "progress", "model_name", "model_kwargs")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """``last.ckpt``, read with ``weights_only=True``: a foreign, damaged or malicious file gets
+    our own sentence (never torch's advice to turn the protection off)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"cannot resume: {path} does not exist (the first epoch never finished); "
                         f"start again with --overwrite.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a foreign or damaged file; ours are never torn
-        raise UserError(f"cannot read checkpoint {path} ({_first_line(error)}).") from None
+    except Exception as error:  # ours are never torn: written atomically
+        raise UserError(f"cannot read checkpoint {path}: it is not a classicnets checkpoint or is damaged "
+                        f"({load_failure_reason(error)}); start the run again with --overwrite.") from None
+
+
+def check_checkpoint_contents(checkpoint: Any, path: Path) -> None:
+    """A file torch could read is not yet one of ours: every key :func:`load_checkpoint`'s
+    callers use must be there, with the progress record a mapping."""
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing or not isinstance(checkpoint["progress"], dict) or not isinstance(checkpoint["model"], dict):
+        raise UserError(f"cannot resume: {path} is not a classicnets checkpoint (it lacks "
+                        f"{', '.join(missing) or 'a readable progress record'}); start the run again with "
+                        f"--overwrite.")
 
 
 def capture_rng_state() -> dict[str, Any]:

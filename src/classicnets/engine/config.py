@@ -23,20 +23,22 @@ from typing import Any
 
 import yaml
 
+from ..files import atomic_write_bytes
+from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_photo_dataset, unused_settings
+from ..data.file_datasets import FOLDER_PREFIX
+from ..data.photo_augment import PhotoAugmentConfig
 from ..errors import UserError
 from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "onecycle", "step", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
-LOADERS = ("auto", "device", "dataloader")
 # torch.compile modes; the last three capture CUDA graphs or autotune kernels.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-AUGMENT_KEYS = ("crop_padding", "hflip", "erasing")
 
 # Settings that may change on --resume without changing what the network learns.
 RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval",
-                            "dist_timeout_minutes"})
+                            "dist_timeout_minutes", "tensorboard"})
 # Settings that name files or folders; a run saves them absolute (TrainConfig.with_absolute_paths).
 FILE_SETTINGS = ("data_dir", "manifest", "init_from")
 PATH_SETTINGS = ("dataset", *FILE_SETTINGS)  # dataset as folder:PATH
@@ -62,7 +64,9 @@ class TrainConfig:
     # data
     image_size: int = 28
     subset: int | None = None  # use only this many training images (a quick look)
-    val_size: int = 6000  # held out from the 60,000 training images, stratified
+    # Held out from the 60,000 training images, stratified (CIFAR-10/STL-10: at most a tenth);
+    # None for datasets whose split comes with their files (see build_config).
+    val_size: int | None = 6000
     augment: dict = field(default_factory=dict)  # the dataset's augmentation options; unset keys keep defaults
     manifest: str | None = None  # photo datasets: a split CSV from `classicnets split`
     skip_bad: bool = False  # photo datasets: leave unreadable images out instead of stopping
@@ -112,6 +116,7 @@ class TrainConfig:
     compile_mode: str = "default"
     deterministic: bool = False
     log_interval: int = 20  # steps between progress updates (each one synchronises the GPU)
+    tensorboard: bool = False  # event files in RUN_DIR/tensorboard (train/val curves, lr, hyperparameters)
     sync_bn: bool = False  # torchrun: batch-norm statistics over the global batch (SyncBatchNorm)
     dist_timeout_minutes: float = 10.0  # torchrun: a collective waiting longer than this fails the job
 
@@ -127,10 +132,10 @@ class TrainConfig:
         _check_choice("device", self.device, DEVICES)
         _check_choice("loader", self.loader, LOADERS)
         _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
-        for name in ("epochs", "batch_size", "image_size", "val_size", "step_epochs",
+        for name in ("epochs", "batch_size", "image_size", "step_epochs",
                      "plateau_patience", "log_interval", "grad_accum_steps"):
             _check_at_least(name, getattr(self, name), 1)
-        for name in ("subset", "eval_batch_size"):
+        for name in ("subset", "eval_batch_size", "val_size"):
             if getattr(self, name) is not None:
                 _check_at_least(name, getattr(self, name), 1)
         for name in ("num_workers", "plateau_max_reductions", "seed", "weight_decay",
@@ -191,16 +196,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        from .checkpoint import atomic_write_bytes
-
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         atomic_write_bytes(Path(path), text.encode())
 
 
 def absolute_path_settings(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the paths among them made absolute (``folder:PATH`` datasets included)."""
-    from ..data.photos import FOLDER_PREFIX
-
     def absolute(path: str) -> str:
         return str(Path(path).expanduser().absolute())
 
@@ -275,10 +276,24 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(recipe: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the recipe, then the flags (``overrides`` holds only flags given)."""
+    """Defaults, then the recipe, then the flags (``overrides`` holds only flags given).
+
+    A setting given for a dataset that ignores it (``val_size`` for a photo folder, whose
+    split comes with its files) is refused, and such a setting left at its default is saved
+    as None: the saved configuration describes what ran."""
     values = load_recipe(recipe) if recipe is not None else {}
     values = {**values, **overrides}
-    return config_from_dict(values, f"recipe {recipe}" if recipe else "the flags").validate()
+    source = f"recipe {recipe}" if recipe else "the flags"
+    config = config_from_dict(values, source).validate()
+    ignored = unused_settings(config.dataset, values)
+    if ignored:
+        raise UserError(f"{source}: {', '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to "
+                        f"{config.dataset}, which would ignore {'it' if len(ignored) == 1 else 'them'}; "
+                        f"remove {'it' if len(ignored) == 1 else 'them'} (a photo dataset's split comes with its "
+                        f"files or from `classicnets split`).")
+    if unused_settings(config.dataset, {**values, "val_size": config.val_size}):
+        config.val_size = None  # the default, which this dataset does not read
+    return config
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
@@ -311,18 +326,14 @@ def validate_augment(augment: Any, dataset: str = "fashion-mnist") -> dict[str, 
     """The complete augmentation options of ``dataset``: photos take random-resized-crop and
     colour jitter (:class:`~classicnets.data.photo_augment.PhotoAugmentConfig`), Fashion-MNIST
     a padded crop, flip and erasing."""
-    from ..data.photos import is_photo_dataset
-
     if is_photo_dataset(dataset):
-        from ..data.photo_augment import PhotoAugmentConfig
-
         return PhotoAugmentConfig.from_dict(augment).to_dict()
     if not isinstance(augment, dict):
         raise UserError(f"augment must be a mapping with keys {', '.join(AUGMENT_KEYS)}, got {augment!r}.")
     unknown = sorted(set(augment) - set(AUGMENT_KEYS))
     if unknown:
         raise UserError(f"augment has unknown key(s) {', '.join(unknown)}; known: {', '.join(AUGMENT_KEYS)}.")
-    merged = {"crop_padding": 4, "hflip": True, "erasing": 0.0, **augment}  # unset keys keep defaults
+    merged = {**AUGMENT_DEFAULTS, **augment}  # unset keys keep defaults
     checked = {
         "crop_padding": _coerce("augment.crop_padding", merged["crop_padding"], int, "augment"),
         "hflip": _coerce("augment.hflip", merged["hflip"], bool, "augment"),

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,7 +34,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, load_failure_reason, one_line
+from ..files import atomic_write_bytes
 from .registry import ModelEntry, create_model, get_model_entry
 
 # Our model name -> torchvision's weight enum entry (which carries the URL and hash).
@@ -314,28 +312,12 @@ def download_torchvision_state_dict(name: str) -> StateDict:
     except Exception as error:
         # Downloading fails with URLError, timeouts, HTTP errors or torch.hub's hash
         # mismatch; reading a damaged cached file (never re-checked) fails in any way.
-        reason = _load_reason(error) if was_cached else _one_line(error)
+        reason = load_failure_reason(error) if was_cached else one_line(error)
         if was_cached:
             raise UserError(f"could not read torchvision's {name} ImageNet weights from {cached} ({reason}); "
                             f"delete the file so that it is downloaded again.") from None
         raise UserError(f"could not download torchvision's {name} ImageNet weights ({reason}); "
                         f"connect to the internet or place the file in {cached}.") from None
-
-
-def _load_reason(error: BaseException) -> str:
-    """Why torch.load failed, in words: the unpickler's own KeyError or IndexError says nothing."""
-    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
-        # torch's text goes on to suggest weights_only=False, which would run code from the file
-        return "not a state dict of plain tensors written by torch.save"
-    if isinstance(error, (OSError, RuntimeError, EOFError, zipfile.BadZipFile)):
-        return _one_line(error)
-    return "not a file written by torch.save"
-
-
-def _one_line(error: BaseException) -> str:
-    reason = getattr(error, "reason", None) or error  # URLError keeps the cause in .reason
-    text = re.sub(r"\s+", " ", str(reason)).strip().rstrip(".")
-    return text or type(error).__name__
 
 
 def build_pretrained(entry: ModelEntry, num_classes: int = IMAGENET_CLASSES, in_chans: int = RGB,
@@ -363,7 +345,7 @@ def load_torchvision_file(path: str | os.PathLike) -> StateDict:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # arbitrary bytes make the unpickler fail in any way (KeyError, IndexError, ...)
-        raise UserError(f"could not read {path} as a PyTorch state dict ({_load_reason(error)}).") from None
+        raise UserError(f"could not read {path} as a PyTorch state dict ({load_failure_reason(error)}).") from None
     _check_is_state_dict(state_dict, what=str(path))
     return state_dict
 
@@ -385,7 +367,7 @@ def save_ported_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     ``in_chans``, ``source`` ("torchvision") and ``model_kwargs`` (JSON, e.g.
     ``{"aux_logits": true, "transform_input": true}`` for googlenet_tv).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     report = port_report(model)
     path = Path(path)
@@ -396,23 +378,8 @@ def save_ported_weights(model: nn.Module, path: str | os.PathLike) -> Path:
                 "in_chans": str(report.in_chans), "source": "torchvision",
                 "model_kwargs": json.dumps(report.model_kwargs, sort_keys=True)}
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    # Write beside the target and rename: a crash never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read the umask is to set it
-    os.umask(mask)
-    return mask
 
 
 def load_ported_weights(path: str | os.PathLike) -> nn.Module:
@@ -427,7 +394,7 @@ def load_ported_weights(path: str | os.PathLike) -> nn.Module:
             metadata = handle.metadata() or {}
             state_dict = {name: handle.get_tensor(name) for name in handle.keys()}
     except (OSError, SafetensorError) as error:
-        raise UserError(f"could not read {path} as safetensors ({_one_line(error)}).") from None
+        raise UserError(f"could not read {path} as safetensors ({one_line(error)}).") from None
     try:
         name, num_classes, in_chans = metadata["model"], int(metadata["num_classes"]), int(metadata["in_chans"])
         model_kwargs = json.loads(metadata.get("model_kwargs", "{}"))

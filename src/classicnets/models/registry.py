@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UnknownModelError, UserError
+from ..limits import MAX_CLASSES, MAX_IN_CHANS
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,8 @@ def create_model(
     first use) into our implementation; only the networks torchvision ships qualify.
     """
     entry = get_model_entry(name)
-    if num_classes < 1:
-        raise UserError(f"num_classes must be at least 1, got {num_classes}.")
-    if in_chans < 1:
-        raise UserError(f"in_chans must be at least 1, got {in_chans}.")
+    check_count("num_classes", num_classes, MAX_CLASSES)
+    check_count("in_chans", in_chans, MAX_IN_CHANS)
     if pretrained not in (None, "torchvision"):
         raise UserError(f"unknown pretrained source {pretrained!r}; the only one is 'torchvision'.")
     if pretrained == "torchvision":
@@ -70,6 +69,14 @@ def create_model(
 
         return build_pretrained(entry, num_classes=num_classes, in_chans=in_chans, **kwargs)
     return entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def check_count(name: str, value: Any, limit: int) -> None:
+    """A class or channel count, perhaps read from a file: a whole number in [1, limit]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be a whole number, got {value!r}.")
+    if not 1 <= value <= limit:
+        raise UserError(f"{name} must be between 1 and {limit:,}, got {value}.")
 
 
 def run_or_refuse_input(model: nn.Module, x: torch.Tensor, name: str, what: str, hint: str = "") -> Any:

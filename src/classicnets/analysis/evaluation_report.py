@@ -21,13 +21,14 @@ from ..engine.checkpoint import atomic_write_bytes
 from ..engine.reports import plot_confusion_matrix
 from .dense import to_dense
 from .figures import denormalize, grid_shape, output_dir, save_figure, show_image
-from .metrics import calibration, confusion_matrix, per_class_report, topk_accuracy
+from .metrics import calibration, check_finite_outputs, confusion_matrix, per_class_report, topk_accuracy
 from .tta import TTAConfig, predict_proba
 
 RESULTS_FILE = "evaluation.json"
 CONFUSION_FILE = "confusion_matrix.png"
 MISTAKES_FILE = "mistakes.png"
 RELIABILITY_FILE = "reliability.png"
+OUTPUT_FILES = (RESULTS_FILE, CONFUSION_FILE, MISTAKES_FILE, RELIABILITY_FILE)  # what write_evaluation writes
 
 
 @dataclass
@@ -74,8 +75,13 @@ def run_evaluation(
     *,
     dense: bool = False,
     num_mistakes: int = 16,
+    weights: str | None = None,
+    data: str = "this data",
 ) -> Evaluation:
-    """Posteriors for every image of ``batches`` (which should have ``tta.input_size()`` px)."""
+    """Posteriors for every image of ``batches`` (which should have ``tta.input_size()`` px).
+
+    Posteriors with NaN stop it with a UserError naming ``weights`` and ``data``.
+    """
     was_training = model.training
     model.eval()
     network = to_dense(model).eval() if dense else model
@@ -84,6 +90,7 @@ def run_evaluation(
     try:
         for images, targets in batches:
             probs = predict_proba(network, images, tta)
+            check_finite_outputs(probs, weights, data)
             all_probs.append(probs.cpu())
             all_targets.append(targets.cpu())
             mistakes = mistakes.merge(_batch_mistakes(images, targets, probs, seen, num_mistakes), num_mistakes)
@@ -149,13 +156,17 @@ def write_evaluation(
     mean: Sequence[float],
     std: Sequence[float],
     title: str,
+    class_mapping: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write evaluation.json, the confusion matrix, the mistakes grid and the reliability diagram.
 
-    Returns the report and the paths written, by kind.
+    ``class_mapping`` (dataset class -> the run's class it was scored as, when matched by
+    position) is recorded in the JSON. Returns the report and the paths written, by kind.
     """
     out_dir = output_dir(out_dir)
     report = evaluation_report(evaluation, class_names)
+    if class_mapping is not None:
+        report["classes_mapped_by_position"] = dict(class_mapping)
     paths = {
         "results": out_dir / RESULTS_FILE,
         "confusion": out_dir / CONFUSION_FILE,

@@ -1,4 +1,6 @@
-"""Evaluation over a whole split: loss, accuracy and the confusion matrix.
+"""Scoring a model over a whole data split: loss, accuracy and the confusion matrix, what
+the training loop validates and tests with (the ``evaluate`` command's fuller report is
+analysis/evaluation_report.py).
 
 Under ``torchrun`` each rank evaluates its own disjoint shard of the split and the sums
 are added over ranks, so every rank (and rank 0's report) sees the whole split's figures.
