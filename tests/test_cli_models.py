@@ -44,9 +44,9 @@ def test_models_pattern_and_markdown(capsys):
 
 
 def test_models_pattern_without_match_exits_2(capsys):
-    code, out, err = run_cli(capsys, "models", "resnet*")
+    code, out, err = run_cli(capsys, "models", "densenet*")
     assert code == 2 and out == ""
-    assert err.startswith("classicnets models: error: no model matches 'resnet*'")
+    assert err.startswith("classicnets models: error: no model matches 'densenet*'")
 
 
 def test_summary_blocks_of_vgg16(capsys):

@@ -427,3 +427,130 @@ def test_port_never_passes_on_torchs_advice_to_turn_off_weights_only(tmp_path, c
     assert main(["port", "vgg11", "--from-file", str(source), "--out", str(tmp_path / "p.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "could not read" in err and "weights_only" not in err and "arbitrary code" not in err
+
+
+# ----------------------------------------------------------------------------- LeNet, AlexNet, ResNet, Inception v3
+# Their registry entries name torchvision's weights, and their state-dict keys are
+# torchvision's, so porting needs no rename table: nothing in porting.py names them.
+
+NEW_FAMILY_PORTS = {  # our name -> (torchvision builder, smallest input that works for both, extra kwargs)
+    "alexnet": ("alexnet", 63, {}),
+    "resnet18": ("resnet18", 32, {}),
+    "inception_v3": ("inception_v3", 75, {"aux_logits": True, "init_weights": False}),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def random_tv_state(name: str) -> dict[str, torch.Tensor]:
+    """Random weights (and batch-norm statistics) for torchvision's network, once per session."""
+    builder, _, kwargs = NEW_FAMILY_PORTS[name]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, builder)(weights=None, **kwargs)
+        if name == "inception_v3":  # init_weights=False leaves PyTorch's defaults: He-like, so the signal lives
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return randomise_batch_norm(model).state_dict()
+
+
+def tv_new_family(name: str, **kwargs) -> nn.Module:
+    builder, _, defaults = NEW_FAMILY_PORTS[name]
+    model = getattr(torchvision.models, builder)(weights=None, **{**defaults, **kwargs})
+    model.load_state_dict(random_tv_state(name))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(NEW_FAMILY_PORTS))
+def test_new_families_match_torchvision_both_ways_in_eval_mode(name):
+    size = NEW_FAMILY_PORTS[name][1]
+    tv = tv_new_family(name)
+    ours = ported(name, tv).eval()
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected, got = tv(x), ours(x)
+    assert isinstance(got, torch.Tensor) and got.shape == (2, 1000)
+    assert_depends_on_input(expected)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+    # ...and back: our weights, renamed to torchvision's keys, give torchvision's network our logits.
+    torch.manual_seed(2)
+    source = create_model(name, num_classes=1000).eval()
+    randomise_batch_norm(source, seed=3)
+    back = tv_new_family(name)
+    back.load_state_dict(ours_to_torchvision(name, source.state_dict()))
+    with torch.no_grad():
+        expected, got = source(x), back.eval()(x)
+    assert_depends_on_input(expected)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+def test_inception_v3_pretrained_gets_transform_input_and_keeps_its_aux_head(monkeypatch):
+    monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: random_tv_state(name))
+    model = create_model("inception_v3", num_classes=10, pretrained="torchvision")
+    report = port_report(model)
+    assert report.model_kwargs == {"aux_logits": True, "transform_input": True}  # as torchvision sets for them
+    assert set(report.new) == {f"{m}.{p}" for m in ("fc", "AuxLogits.fc") for p in ("weight", "bias")}
+    assert model.transform_input and model.aux_outputs == {"aux": 0.4}
+    tv = tv_new_family("inception_v3", transform_input=True)
+    rgb = create_model("inception_v3", pretrained="torchvision").eval()
+    x = torch.randn(2, 3, 75, 75)
+    with torch.no_grad():
+        assert max_abs_diff(rgb(x), tv(x)) <= TOLERANCE
+    grey = create_model("inception_v3", in_chans=1, pretrained="torchvision")
+    assert port_report(grey).adapted == ("Conv2d_1a_3x3.conv.weight",) and not grey.transform_input
+
+
+def test_resnet_pretrained_with_new_head_and_grey_stem(monkeypatch):
+    monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: random_tv_state(name))
+    model = create_model("resnet18", num_classes=10, in_chans=1, pretrained="torchvision")
+    report = port_report(model)
+    assert report.new == ("fc.weight", "fc.bias") and report.adapted == ("conv1.weight",)
+    assert report.model_kwargs == {}  # no transform_input: torchvision's ResNet weights take plain input
+
+
+def test_weight_names_come_from_the_registry():
+    from classicnets.models import get_model_entry
+
+    assert porting.torchvision_weights_name("alexnet") == "AlexNet_Weights.IMAGENET1K_V1"
+    assert porting.torchvision_weights_name("inception_v3") == "Inception_V3_Weights.IMAGENET1K_V1"
+    for depth in (18, 34, 50, 101, 152):  # V1: the paper-era recipe, though 50/101/152 also have V2
+        assert porting.torchvision_weights_name(f"resnet{depth}") == f"ResNet{depth}_Weights.IMAGENET1K_V1"
+    assert get_model_entry("inception_v3").torchvision_transform_input
+    listed = porting.models_with_torchvision_weights()
+    assert listed[:9] == ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+                          "googlenet_tv"]
+    assert set(listed[9:]) == {"alexnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                               "inception_v3"}
+    pytest.importorskip("torchvision")
+    from torchvision.models import get_weight
+
+    for name in listed:  # every declared enum exists in the installed torchvision (no download)
+        assert get_weight(porting.torchvision_weights_name(name)).url.endswith(".pth")
+
+
+@pytest.mark.parametrize("name,match", [
+    ("alexnet_paper", "two-tower layout .* use alexnet"),
+    ("resnet50_paper", "stride on the 3x3 convolution; use resnet50"),
+    ("resnet20", "torchvision has no weights for resnet20;"),
+    ("lenet5", "torchvision has no weights for lenet5;"),
+])
+def test_new_models_without_torchvision_weights_are_refused(name, match, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)  # refused before any download
+    with pytest.raises(UserError, match=match):
+        create_model(name, pretrained="torchvision")
+    assert main(["port", name, "--out", str(tmp_path / "w.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_port_resnet18_from_file(tmp_path, capsys):
+    source = tmp_path / "tv_resnet18.pth"
+    torch.save(random_tv_state("resnet18"), source)
+    out = tmp_path / "resnet18.safetensors"
+    assert main(["port", "resnet18", "--from-file", str(source), "--out", str(out), "--num-classes", "10"]) == 0
+    assert "resnet18: 10 classes, 3 input channels;" in capsys.readouterr().out
+    model = load_ported_weights(out).eval()
+    state = model.state_dict()
+    assert state["fc.weight"].shape == (10, 512)
+    assert torch.equal(state["layer4.1.bn2.running_var"], random_tv_state("resnet18")["layer4.1.bn2.running_var"])

@@ -10,7 +10,11 @@ from classicnets.cli.main import main
 from classicnets.errors import UnknownModelError
 
 ALL_MODELS = [
+    "alexnet", "alexnet_paper",
     "googlenet", "googlenet_paper", "googlenet_tv",
+    "inception_v3", "lenet5", "lenet5_paper",
+    "resnet101", "resnet101_paper", "resnet110", "resnet152", "resnet152_paper", "resnet18", "resnet20",
+    "resnet32", "resnet34", "resnet44", "resnet50", "resnet50_paper", "resnet56",
     "vgg11", "vgg11_bn", "vgg11_lrn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
     "vgg16_c", "vgg16_c_bn", "vgg19", "vgg19_bn",
 ]
@@ -35,8 +39,8 @@ def test_unknown_model_lists_close_matches():
 
 
 def test_unknown_model_without_close_match_still_lists_models():
-    with pytest.raises(UnknownModelError, match="Known models: googlenet"):
-        create_model("resnet50")
+    with pytest.raises(UnknownModelError, match="Known models: alexnet"):
+        create_model("densenet121")
 
 
 @pytest.mark.parametrize("kwargs,match", [({"num_classes": 0}, "num_classes"), ({"in_chans": 0}, "in_chans"),

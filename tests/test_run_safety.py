@@ -329,3 +329,10 @@ def test_saved_config_of_a_photo_run_records_no_val_size(tmp_path):
     assert build_config(None, {"model": "googlenet"}).val_size == 6000  # Fashion-MNIST reads it
     # a subset run of a photo folder caps its validation part with val_size, so it is kept
     assert build_config(None, {"model": "googlenet", "dataset": f"folder:{folder}", "subset": 8}).val_size == 6000
+
+
+def test_a_run_may_not_overwrite_the_run_it_starts_from(finished_run, capsys):
+    before = file_hashes(finished_run)
+    assert main(["train", *FAST, "--out", str(finished_run), "--overwrite", "--init-from", str(finished_run)]) == 2
+    assert "lies in the run directory" in capsys.readouterr().err
+    assert file_hashes(finished_run) == before

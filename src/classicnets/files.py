@@ -11,9 +11,10 @@ its output replaces nothing it must keep: what it reads, a run's own files, a ph
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import UserError
 
@@ -37,6 +38,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)  # make the rename itself durable
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """For writers that want a file name rather than a handle (the ONNX exporter, a NumPy
+    memory map): yields a temporary path beside ``path``; when the block ends without error
+    the file is fsync'ed and renamed over ``path``, otherwise removed. ``suffix`` keeps an
+    extension the writer insists on (``.npy``)."""
+    path = Path(path)
+    temp = temp_path_for(path).with_name(temp_path_for(path).name + suffix)
+    try:
+        yield temp
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+
+
+def replace_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename an already complete ``source`` over ``target`` and make the rename durable."""
+    os.replace(source, target)
+    fsync_directory(Path(target).parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

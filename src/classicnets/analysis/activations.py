@@ -1,12 +1,14 @@
 """Inside the network: feature maps of one image, block by block, and first-layer filters.
 
-Blocks are those of :func:`classicnets.analysis.summary.model_blocks`; the maps drawn
-for a block are its parts:
+Blocks, and the maps drawn for each, are what the network declares (its ``block_parts()``
+or, by default, its ``blocks()``; see :mod:`~classicnets.models.protocol`):
 
 * a VGG block (``block1`` .. ``block5``): the output of each convolution, after its ReLU;
 * a GoogLeNet inception module (``inception3a`` ..): its four branches (1x1, 3x3,
   5x5, pool projection), each after its ReLU;
-* a GoogLeNet stem (``stem1``, ``stem2``): its convolutions.
+* a GoogLeNet stem (``stem1``, ``stem2``): its convolutions;
+* any other network's block (a ResNet's ``layer2.1``, LeNet's ``C3``): its output. Blocks
+  whose output is not a feature map at the image's size (LeNet's F6) are left out.
 
 Any module name (as in ``model.named_modules()``) that outputs a feature map can be
 asked for too; it is drawn alone.
@@ -23,11 +25,9 @@ from torch import nn
 
 from ..data.image_io import BadImageError, load_rgb
 from ..errors import UserError
-from ..models.googlenet import ConvBlock, GoogLeNet, Inception
-from ..models.vgg import VGG
+from ..models import protocol
 from .figures import denormalize, grid_shape, rescale_each, save_figure, show_image
 from .predict import preprocess
-from .summary import model_blocks
 
 
 def prepare_image(path: str | os.PathLike, metadata: Mapping[str, Any]) -> torch.Tensor:
@@ -44,29 +44,21 @@ def prepare_image(path: str | os.PathLike, metadata: Mapping[str, Any]) -> torch
 
 
 def block_parts(model: nn.Module) -> dict[str, list[str]]:
-    """Block name -> the modules whose outputs are drawn for it (blocks with none are left out)."""
-    modules = dict(model.named_modules())
-    parts: dict[str, list[str]] = {}
-    for block, members in model_blocks(model):
-        names: list[str] = []
-        for member in members:
-            module = modules[member]
-            if isinstance(model, VGG) and isinstance(module, nn.ReLU):
-                names.append(member)  # one per convolution, after its activation
-            elif isinstance(module, Inception):
-                names.extend(f"{member}.{branch}" for branch in ("branch1x1", "branch3x3", "branch5x5", "branch_pool"))
-            elif isinstance(model, GoogLeNet) and isinstance(module, ConvBlock):
-                names.append(member)
-        if names:
-            parts[block] = names
-    return parts
+    """Block name -> the modules whose outputs are drawn for it, as the model declares them."""
+    protocol.require_protocol(model, "drawing activations")
+    return protocol.block_parts(model)
 
 
-def resolve_layers(model: nn.Module, requested: Sequence[str] | None) -> dict[str, list[str]]:
-    """``requested`` block or module names (all blocks when None) -> {figure name: modules}."""
+def resolve_layers(model: nn.Module, requested: Sequence[str] | None,
+                   image: torch.Tensor | None = None) -> dict[str, list[str]]:
+    """``requested`` block or module names (all blocks when None) -> {figure name: modules}.
+
+    With ``image``, every block is checked to output a feature map for it: when all blocks
+    are asked for, those that do not are left out; a requested one is refused.
+    """
     parts = block_parts(model)
     if not requested:
-        return parts
+        return drawable_blocks(model, parts, image) if image is not None else parts
     modules = dict(model.named_modules())
     resolved = {}
     for name in requested:
@@ -78,6 +70,28 @@ def resolve_layers(model: nn.Module, requested: Sequence[str] | None) -> dict[st
             raise UserError(f"no block or layer named {name!r} in {type(model).__name__}; "
                             f"blocks: {', '.join(parts)} (or a module name such as {next(iter(parts.values()))[0]}).")
     return resolved
+
+
+def drawable_blocks(model: nn.Module, parts: dict[str, list[str]], image: torch.Tensor) -> dict[str, list[str]]:
+    """The blocks of ``parts`` whose every module outputs a feature map for ``image``
+    (found on a meta copy of the model: shapes only, no computation)."""
+    probe = protocol.meta_copy(model).eval()
+    modules = dict(probe.named_modules())
+    dims: dict[str, int] = {}
+
+    def hook_for(name: str):
+        def record(_module: nn.Module, _inputs: object, output: object) -> None:
+            dims.setdefault(name, output.dim() if isinstance(output, torch.Tensor) else 0)
+        return record
+
+    handles = [modules[name].register_forward_hook(hook_for(name)) for names in parts.values() for name in names]
+    try:
+        with torch.no_grad():
+            probe(torch.empty(image.shape, dtype=image.dtype, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {block: members for block, members in parts.items() if all(dims.get(m) == 4 for m in members)}
 
 
 @torch.no_grad()

@@ -2,16 +2,19 @@
 
 Captum's ``LayerGradCam`` weights each channel of a late feature map by the mean
 gradient of the class score over that map and keeps the positive part of the sum. The
-layer is the deepest block whose map is still at least 4x4 at the image's size: at
-224 px that is the paper networks' last block (VGG's last max-pool, GoogLeNet's
-``inception5b``, both 7x7). At 28 px those maps are 1x1, and a 1x1 map shows no "where":
-the overlay would be one flat colour. There it is VGG's third max-pool and GoogLeNet's
-``inception3b`` (both 4x4). Max-pool outputs are used for VGG so that no in-place ReLU
-rewrites the map before the gradient arrives.
+layer is chosen among the blocks the network declares (its ``blocks()``, see
+:mod:`~classicnets.models.protocol`): the deepest whose map is still at least 4x4 at the
+image's size. At 224 px that is the paper networks' last block (VGG's last max-pool,
+GoogLeNet's ``inception5b``, both 7x7). At 28 px those maps are 1x1, and a 1x1 map shows
+no "where": the overlay would be one flat colour. There it is VGG's third max-pool and
+GoogLeNet's ``inception3b`` (both 4x4). VGG declares its max-pool outputs as its blocks so
+that no in-place ReLU rewrites the map before the gradient arrives. Blocks without a
+feature map (LeNet's F6) are never chosen; a network with none is refused.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from ..errors import UserError
-from ..models import VGG, GoogLeNet
+from ..files import atomic_write_bytes
+from ..models import protocol
 
 CAM_ALPHA = 0.45  # weight of the heat map in the overlay
 COLORMAP = "jet"
@@ -30,17 +34,12 @@ DISPLAY_SIZE = 224  # overlays are enlarged to at least this many pixels on the 
 
 
 MIN_CAM_SIDE = 4  # smallest map side worth showing; below it, a shallower block is used
-GOOGLENET_BLOCKS = ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
-                    "inception4d", "inception4e", "inception5a", "inception5b")
 
 
 def cam_candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The blocks Grad-CAM may use, shallow to deep."""
-    if isinstance(model, VGG):
-        return [(f"features.{i}", layer) for i, layer in enumerate(model.features) if isinstance(layer, nn.MaxPool2d)]
-    if isinstance(model, GoogLeNet):
-        return [(name, getattr(model, name)) for name in GOOGLENET_BLOCKS]
-    raise UserError(f"Grad-CAM knows the target layer of VGG and GoogLeNet only, not {type(model).__name__}.")
+    """The blocks Grad-CAM may use, shallow to deep: (qualified module name, module)."""
+    protocol.require_protocol(model, "Grad-CAM")
+    return [(qualified, module) for _, qualified, module in protocol.named_blocks(model)]
 
 
 def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
@@ -48,8 +47,12 @@ def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
     MIN_CAM_SIDE, or, for images too small for any, the deepest of the largest maps."""
     candidates = cam_candidates(model)
     sides: dict[str, int] = {}
+
     def record_side(name: str):
-        return lambda _module, _inputs, output: sides.__setitem__(name, min(output.shape[-2:]))
+        def record(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.dim() == 4:  # a feature map, not flat features
+                sides[name] = min(output.shape[-2:])
+        return record
 
     hooks = [block.register_forward_hook(record_side(name)) for name, block in candidates]
     try:
@@ -58,14 +61,17 @@ def cam_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, nn.Module]:
     finally:
         for hook in hooks:
             hook.remove()
+    if not sides:
+        raise UserError(f"Grad-CAM needs a feature map, and none of the blocks of this {type(model).__name__} "
+                        f"outputs one at {image.shape[-1]} px.")
     wanted = min(MIN_CAM_SIDE, max(sides.values()))
-    return [(name, block) for name, block in candidates if sides[name] >= wanted][-1]
+    return [(name, block) for name, block in candidates if sides.get(name, 0) >= wanted][-1]
 
 
 def grad_cam(model: nn.Module, image: torch.Tensor, target: int, layer: nn.Module | None = None) -> torch.Tensor:
     """Heat map ``[H, W]`` in [0, 1] for class ``target`` of one normalised image ``[1, C, H, W]``.
 
-    ``model`` must be in eval mode (GoogLeNet then returns plain logits). ``layer`` is the
+    ``model`` must be in eval mode (a network with auxiliary heads then returns plain logits). ``layer`` is the
     block to take it at; by default :func:`cam_layer` chooses it for this image's size (pass
     it when many images of one size share it, to spare that extra forward pass each).
     """
@@ -105,8 +111,8 @@ def overlay(rgb: torch.Tensor, heat: torch.Tensor, alpha: float = CAM_ALPHA,
 
 def save_overlay(path: Path, rgb: torch.Tensor, heat: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
     tags = PngInfo()
     tags.add_text("Software", "classicnets")  # marks it as a drawing, which a later run may replace
-    overlay(rgb, heat).save(temp, format="PNG", pnginfo=tags)
-    temp.replace(path)
+    buffer = io.BytesIO()
+    overlay(rgb, heat).save(buffer, format="PNG", pnginfo=tags)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ..engine.checkpoint import atomic_write_bytes, load_run
+from ..engine.checkpoint import load_run
+from ..files import atomic_write_bytes
 from ..errors import UserError
 from .figures import output_dir, output_file, save_figure
 from .run_data import run_home

@@ -1,11 +1,13 @@
 """Penultimate-layer embeddings and their 2-D maps (PCA and t-SNE, scikit-learn).
 
-Which layer is "penultimate" (the input of the last linear layer, what the classifier
-separates linearly):
+Which layer is "penultimate" (the input of the last layer, what the classifier separates
+linearly) each network declares (its ``penultimate_features``, see
+:mod:`~classicnets.models.protocol`), for example:
 
 * VGG: the 4096-d output of the second FC layer after its ReLU, i.e. ``classifier[:-1]``
   on the flattened 7x7-pooled features (dropout is off in eval mode).
 * GoogLeNet: the 1024-d globally average-pooled output of inception 5b.
+* ResNet, Inception v3: the globally pooled features; LeNet-5: F6's 84 states.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..errors import UserError
-from ..models.googlenet import GoogLeNet
-from ..models.vgg import VGG
+from ..models import protocol
 from .figures import output_dir, save_figure
 from .metrics import check_finite_outputs
 
@@ -31,13 +32,11 @@ EMBEDDINGS_FILE = "embeddings.npz"
 
 
 def penultimate_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The representation the final linear layer reads: ``[N, 4096]`` (VGG), ``[N, 1024]`` (GoogLeNet)."""
-    features = model.forward_features(images)
-    if isinstance(model, VGG):
-        return model.classifier[:-1](torch.flatten(model.avgpool(features), 1))
-    if isinstance(model, GoogLeNet):
-        return torch.flatten(model.avgpool(features), 1)
-    raise TypeError(f"penultimate features need a VGG or GoogLeNet, got {type(model).__name__}")
+    """The representation the final layer reads: ``[N, 4096]`` (VGG), ``[N, 1024]`` (GoogLeNet), ..."""
+    if not protocol.is_protocol_model(model):
+        raise TypeError(f"penultimate features need a network that declares them (such as a VGG or GoogLeNet), "
+                        f"got {type(model).__name__}")
+    return protocol.penultimate_features(model, images)
 
 
 @dataclass

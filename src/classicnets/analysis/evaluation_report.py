@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..engine.reports import plot_confusion_matrix
 from .dense import to_dense
 from .figures import denormalize, grid_shape, output_dir, save_figure, show_image

@@ -19,7 +19,6 @@ absolute difference of the logits.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..files import atomic_output, atomic_write_bytes
 from ..errors import UserError
 from .figures import output_file
 from .metrics import check_finite_outputs
@@ -52,11 +51,6 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _temporary_path(path: Path) -> Path:
-    # Same directory, so the final os.replace is an atomic rename on one filesystem.
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, dynamic_batch: bool = False) -> Path:
     """Write ``model``'s eval-mode network as one self-contained ONNX file at ``path``, atomically."""
     try:
@@ -66,17 +60,12 @@ def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, dynamic_bat
         raise UserError(f"ONNX export needs the onnx and onnxscript packages ({error.name} is missing); "
                         f"pip install onnx onnxscript onnxruntime.") from None
     path = Path(path)
-    temp = _temporary_path(path)
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    try:
-        with warnings.catch_warnings(), _eval_mode(model):
-            warnings.simplefilter("ignore")  # the exporter's progress chatter about deprecations
-            torch.onnx.export(model, (example,), temp, dynamo=True, external_data=False,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_shapes=dynamic_shapes, verbose=False)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_output(path, suffix=path.suffix) as temp, warnings.catch_warnings(), _eval_mode(model):
+        warnings.simplefilter("ignore")  # the exporter's progress chatter about deprecations
+        torch.onnx.export(model, (example,), temp, dynamo=True, external_data=False,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_shapes=dynamic_shapes, verbose=False)
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..engine.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..errors import UserError
 
 

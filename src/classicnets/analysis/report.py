@@ -184,8 +184,14 @@ def build_report(source: str | os.PathLike, options: ReportOptions | None = None
             for section in data_sections:
                 section.missing = f"the {options.split} images could not be loaded: {problem}"
         else:
-            scored = _galleries(sections["mistakes"], sections["cam"], model, metadata, split, options, source)
-            _tsne_section(sections["tsne"], model, split, options, source)
+            try:
+                scored = _galleries(sections["mistakes"], sections["cam"], model, metadata, split, options, source)
+            except UserError as error:  # e.g. weights that give NaN
+                sections["mistakes"].missing = sections["cam"].missing = str(error)
+            try:
+                _tsne_section(sections["tsne"], model, split, options, source)
+            except UserError as error:
+                sections["tsne"].missing = str(error)
     _confusion_section(sections["confusion"], run_dir, scored, options)
 
     title_model = (metadata or {}).get("model") or _setting(settings_text, "model") or "run"
@@ -197,6 +203,7 @@ def build_report(source: str | os.PathLike, options: ReportOptions | None = None
         "headline": _headline(summary, metadata, scored),
         "sections": [sections[key] for key, _ in SECTIONS],
         "gallery_side": GALLERY_SIDE,
+        "split_label": options.split,
     }
     html = render(context)
     return html
@@ -288,6 +295,11 @@ def _curves_section(section: Section, run_dir: Path) -> None:
     if rows:
         try:
             figure = curves_figure(rows, f"{run_dir.name}: loss and accuracy per epoch")
+            if len({row["epoch"] for row in rows}) == 1:  # one point: the axis would show 0.95 .. 1.05
+                epoch = rows[0]["epoch"]
+                for axes in figure.axes:
+                    axes.set_xlim(epoch - 1, epoch + 1)
+                    axes.set_xticks([epoch])
             section.content["figure"] = data_uri(figure_png(figure))
         except KeyError as error:
             section.notes.append(f"metrics.csv lacks the column {error}; only the table is shown.")
@@ -432,7 +444,11 @@ def _load_split(source, metadata: dict[str, Any], options: ReportOptions):
     return split, None
 
 
-def _first(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _first(batches: Batches, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` images of ``batches``."""
     seen = 0
     for images, labels in batches:
         if seen >= count:
@@ -526,7 +542,7 @@ def _cam_gallery(section: Section, model, metadata: dict[str, Any], split, examp
                 rgb = (denormalize(image[None], split.mean, split.std)[0] * 255).round().to(torch.uint8)
                 items.append({"src": data_uri(pil_png(overlay(rgb, heat.cpu(), min_size=CAM_SIDE))),
                               "predicted": split.class_names[predicted], "confidence": float(probs[predicted]),
-                              "correct": predicted == label})
+                              "correct": predicted == label, "flat": not bool(heat.max() > 0)})
                 bar.update(1)
             rows.append({"name": split.class_names[label], "items": items})
     finally:
@@ -536,6 +552,9 @@ def _cam_gallery(section: Section, model, metadata: dict[str, Any], split, examp
                          f"{min(options.limit, split.num_images):,} {options.split} images, each with the map of "
                          f"its predicted class, taken at {layer_name} (the deepest block whose map is at least "
                          f"4x4 at {size} px).")
+    if any(item["flat"] for row in rows for item in row["items"]):
+        section.notes.append("a \"flat\" map is one colour: no location raised the predicted class's score "
+                             "(common for a barely trained network).")
     absent = [row["name"] for row in rows if not row["items"]]
     if absent:
         section.notes.append(f"no image of {', '.join(absent)} among them; --limit searches more.")

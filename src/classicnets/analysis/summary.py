@@ -25,12 +25,15 @@ Conventions:
 * Rows are the modules that own parameters or do work themselves: leaf modules, plus
   any container whose own forward computes something (none in this package's models),
   so the rows always add up to the totals.
-* Blocks group the rows. VGG: ``block1`` .. ``block5``, one per convolutional stage,
-  each ending with its max-pool, then ``classifier`` (average pool and the three FC
-  layers). GoogLeNet: ``stem1`` (7x7 conv, max-pool), ``stem2`` (1x1 reduce, 3x3 conv,
-  max-pool), each inception module and each stage max-pool (``pool3``, ``pool4``),
-  ``aux1`` / ``aux2`` where they run, and ``head`` (average pool, dropout, linear).
-  Any other model: one block per top-level child.
+* Blocks group the rows, as the network declares them (its ``summary_blocks()``, else
+  its ``blocks()``; see :mod:`~classicnets.models.protocol`). VGG: ``block1`` ..
+  ``block5``, one per convolutional stage, each ending with its max-pool, then
+  ``classifier`` (average pool and the three FC layers). GoogLeNet: ``stem1`` (7x7 conv,
+  max-pool), ``stem2`` (1x1 reduce, 3x3 conv, max-pool), each inception module and each
+  stage max-pool (``pool3``, ``pool4``), ``aux1`` / ``aux2`` where they run, and ``head``
+  (average pool, dropout, linear). Other networks: each declared block with the layers
+  before it, the auxiliary heads, and ``head``. Any module that declares nothing: one
+  block per top-level child.
 * Receptive field (RF) and jump (effective stride), in input pixels, are those of each
   row's output, followed through the forward pass itself by
   :mod:`~classicnets.analysis.receptive_field`: convolutions and pools widen the field,
@@ -53,9 +56,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError
-from ..models import run_or_refuse_input
-from ..models.googlenet import GoogLeNet
-from ..models.vgg import VGG
+from ..models import protocol, run_or_refuse_input
 from .receptive_field import FieldTracker, ReceptiveField, format_field
 from .text_table import format_count, format_macs, format_mib, format_shape, render_table
 
@@ -227,7 +228,7 @@ def _preserved_state(model: nn.Module) -> Iterator[None]:
 def _tensors(output: object) -> list[torch.Tensor]:
     if isinstance(output, torch.Tensor):
         return [output]
-    if isinstance(output, (tuple, list)):  # GoogLeNetOutput is a tuple
+    if isinstance(output, (tuple, list)):  # outputs with auxiliary heads are tuples
         return [t for item in output for t in _tensors(item)]
     return []
 
@@ -364,38 +365,9 @@ def _percent(part: int, whole: int) -> float:
 
 def model_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
     """(block name, qualified names of the modules in it), as the module docstring describes."""
-    if isinstance(model, VGG):
-        return _vgg_blocks(model)
-    if isinstance(model, GoogLeNet):
-        return _googlenet_blocks(model)
+    if protocol.is_protocol_model(model):
+        return protocol.summary_blocks(model)
     return [(child, (child,)) for child, _ in model.named_children()]
-
-
-def _vgg_blocks(model: VGG) -> list[tuple[str, tuple[str, ...]]]:
-    blocks, current = [], []
-    for index, layer in enumerate(model.features):
-        current.append(f"features.{index}")
-        if isinstance(layer, nn.MaxPool2d):  # a pool closes each stage
-            blocks.append((f"block{len(blocks) + 1}", tuple(current)))
-            current = []
-    if current:
-        blocks.append((f"block{len(blocks) + 1}", tuple(current)))
-    blocks.append(("classifier", ("avgpool", "classifier")))
-    return blocks
-
-
-_GOOGLENET_GROUPS = {
-    "conv1": "stem1", "pool1": "stem1", "lrn1": "stem1",
-    "conv2_reduce": "stem2", "conv2": "stem2", "lrn2": "stem2", "pool2": "stem2",
-    "avgpool": "head", "dropout": "head", "fc": "head",
-}
-
-
-def _googlenet_blocks(model: GoogLeNet) -> list[tuple[str, tuple[str, ...]]]:
-    groups: dict[str, list[str]] = {}
-    for child, _ in model.named_children():
-        groups.setdefault(_GOOGLENET_GROUPS.get(child, child), []).append(child)
-    return [(block, tuple(members)) for block, members in groups.items()]
 
 
 def _block_rows(model: nn.Module, layers: list[LayerRow], eval_trace: ForwardTrace,

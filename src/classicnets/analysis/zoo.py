@@ -234,8 +234,9 @@ def format_zoo(rows: Sequence[ZooRow], bench: BenchSettings | None, chart_link: 
     which = "every registered model" if all_models else "one model per registered family"
     speed = ("not measured (--no-bench)." if bench is None else
              f"measured now on this machine's CPU ({torch.get_num_threads()} threads, torch {torch.__version__}): "
-             f"eval mode, fp32, random input, no gradients; the median of {bench.repeats} runs after "
-             f"{bench.warmup} warm-up runs. Latency is one image; throughput a batch of {bench.batch_size}.")
+             f"eval mode, fp32, random input, no gradients; the median of {_runs(bench.repeats)} after "
+             f"{_runs(bench.warmup, 'warm-up run')}. Latency is one image; throughput a batch of "
+             f"{bench.batch_size}.")
     lines = [
         "# The classic CNNs side by side",
         "",
@@ -260,6 +261,10 @@ def format_zoo(rows: Sequence[ZooRow], bench: BenchSettings | None, chart_link: 
     if chart_link:
         lines += ["", f"![ImageNet top-1 against multiply-adds]({chart_link})"]
     return "\n".join(lines) + "\n"
+
+
+def _runs(count: int, what: str = "run") -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 # ----------------------------------------------------------------------------- the chart

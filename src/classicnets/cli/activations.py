@@ -11,9 +11,11 @@ from .common import non_empty, positive_int, safe_output_folder, weights_file
 MAX_CHANNELS = 256
 
 EPILOG = """\
-blocks: VGG block1 .. block5 (each convolution's output after its ReLU); GoogLeNet stem1,
-stem2 (the stem convolutions) and inception3a .. inception5b (the four branches: 1x1, 3x3,
-5x5, pool projection). --layers also takes module names (e.g. features.3, inception4a.branch3x3).
+blocks: as each network declares them, e.g. VGG block1 .. block5 (each convolution's output
+after its ReLU); GoogLeNet stem1, stem2 (the stem convolutions) and inception3a ..
+inception5b (the four branches: 1x1, 3x3, 5x5, pool projection); ResNet stem, layer1.0 ..;
+LeNet C1 .. C5. Blocks without a feature map at the run's image size are left out.
+--layers also takes module names (e.g. features.3, inception4a.branch3x3).
 
 The image is prepared as the run's images were: shorter side scaled to the run's image
 size, centre square, grey for 1-channel networks, the run's mean and std. Each row shows
@@ -29,7 +31,7 @@ would replace the image, a run's own file or another image).
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "activations", help="feature maps of one image, per block (VGG blocks, Inception branches)",
+        "activations", help="feature maps of one image, per block (VGG blocks, Inception branches, ...)",
         description="Draw grids of the feature maps a trained network computes for one image.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=non_empty, metavar="RUN_DIR", help="run directory written by classicnets train")
@@ -58,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.figures import output_dir
     from ..analysis.run_data import run_home
     from ..engine.checkpoint import load_run
+    from ..errors import UserError
 
     model, metadata = load_run(args.run_dir)
     image = prepare_image(args.image, metadata)
-    figures = resolve_layers(model, args.layers)
+    figures = resolve_layers(model, args.layers, image)  # every block: those with a feature map at this size
+    if not figures:
+        raise UserError(f"no block of {metadata['model']} outputs a feature map at {image.shape[-1]} px, "
+                        f"so there is nothing to draw.")
     out_dir = safe_output_folder(args.out or run_home(args.run_dir) / "activations" / Path(args.image).stem,
                                  [f"{figure_name}.png" for figure_name in figures],
                                  [args.image, weights_file(args.run_dir)])

@@ -25,12 +25,13 @@ test-time methods (--tta), as in the papers; soft-max posteriors are averaged ov
 Views the model never saw in training lower its accuracy (a model trained without flips or
 crops loses under flip and 10crop): compare on --split val before using one on test.
 
---dense evaluates VGG as the VGG paper does: the FC layers become 7x7 and 1x1 convolutions,
-slid over the feature map of the whole image, and the class score map is averaged. It
-differs from the plain network only where the feature map is larger than 7x7 (test images
-over 224 px: use --scale or multiscale); smaller maps use the network's own pooled head.
-GoogLeNet is dense already (global average pooling before one linear layer), so --dense
-changes nothing for it.
+--dense evaluates as the VGG paper does: the FC layers become convolutions (VGG 7x7 and
+1x1, AlexNet 6x6 and 1x1), slid over the feature map of the whole image, and the class
+score map is averaged. It differs from the plain network only where the feature map is
+larger than the window the first FC layer reads (VGG: test images over 224 px: use --scale
+or multiscale); smaller maps use the network's own pooled head. GoogLeNet, ResNet and
+Inception v3 are dense already (global average pooling before one linear layer), so
+--dense changes nothing for them; LeNet-5 has no dense form and is refused.
 
 outputs in --out (default RUN_DIR/eval-SPLIT-TTA[-dense][-scaleX][-DATASET][-firstN], named
 after every setting that changes the numbers): evaluation.json (top-1, top-5, per-class
@@ -59,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                            "same order)")
     p.add_argument("--tta", choices=("none", "flip", "10crop", "multiscale"), default="none",
                    help="test-time augmentation (default none)")
-    p.add_argument("--dense", action="store_true", help="VGG: FC layers as convolutions over the whole image")
+    p.add_argument("--dense", action="store_true",
+                   help="FC layers as convolutions over the whole image (VGG, AlexNet)")
     p.add_argument("--scale", type=positive_float, metavar="X",
                    help="none/flip: test image side = X times the run's image size (default 1)")
     p.add_argument("--scales", type=_scale_list, metavar="X,Y,...",
@@ -141,16 +143,33 @@ def check_test_sizes(tta: TTAConfig) -> None:
                             f"{MAX_IMAGE_SIZE / tta.image_size:.4g} fit.")
 
 
-def run(args: argparse.Namespace) -> int:
+def dense_note(metadata: dict, model, tta: TTAConfig, mode: str, window: int) -> str:
+    """Why --dense changes nothing at this size, and which option makes it count."""
+    from ..analysis.dense import smallest_dense_size
 
-    from ..analysis.dense import vgg_feature_size
+    size = tta.input_size()
+    note = (f"note: at {size} px the last feature map of {metadata['model']} is at most {window}x{window}, so "
+            f"dense evaluation gives the plain network's numbers")
+    needed = smallest_dense_size(model, size)
+    if needed is None:
+        return note + "."
+    scale = f"{needed / int(metadata['image_size']):.3g}"
+    how = (f"--scale {scale} or more" if mode in SCALE_OPTION_MODES["scale"]
+           else f"--scales of {scale} or more" if mode == "multiscale"
+           else f"--tta none or flip with --scale {scale} or more")  # 10crop's size is fixed
+    return (f"{note}; test images of {needed} px or more make a difference ({how} for this "
+            f"{metadata['image_size']} px run).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.dense import dense_kind, dense_window, feature_size
     from ..analysis.evaluation_report import format_report, run_evaluation, write_evaluation
     from ..analysis.figures import output_dir
     from ..analysis.run_data import load_run_split
     from ..analysis.tta import VGG_MULTISCALE, TTAConfig
     from ..engine.checkpoint import load_run
     from ..device import resolve_device
-    from ..models.vgg import VGG
+    from ..errors import UserError
 
     check_scale_options(args)
     out_dir = results_folder(args)
@@ -160,18 +179,15 @@ def run(args: argparse.Namespace) -> int:
     tta = TTAConfig(args.tta, image_size=int(metadata["image_size"]), scale=args.scale or 1.0,
                     scales=args.scales or VGG_MULTISCALE)
     check_test_sizes(tta)
-    if args.dense and not isinstance(model, VGG):
-        print("note: GoogLeNet is dense already (global average pooling before its one linear layer), "
-              "so --dense gives the same numbers as without it.")
-    elif args.dense and vgg_feature_size(model, tta.input_size()) <= 7:
-        needed = 7 * 32 + 1  # five stride-2 pools: a map over 7x7 needs images over 224 px
-        scale = f"{needed / int(metadata['image_size']):.3g}"
-        how = (f"--scale {scale} or more" if args.tta in SCALE_OPTION_MODES["scale"]
-               else f"--scales of {scale} or more" if args.tta == "multiscale"
-               else f"--tta none or flip with --scale {scale} or more")  # 10crop's size is fixed
-        print(f"note: at {tta.input_size()} px VGG's last feature map is at most 7x7, so dense "
-              f"evaluation gives the plain network's numbers; test images over 224 px make a "
-              f"difference ({how} for this {metadata['image_size']} px run).")
+    kind = dense_kind(model) if args.dense else None
+    if args.dense and kind is None:
+        raise UserError(f"{metadata['model']} has no fully-connected head over a feature map to turn into "
+                        f"convolutions, so --dense does not apply to it; leave it out.")
+    if kind == "global-pool":
+        print(f"note: {metadata['model']} is dense already (global average pooling before its one linear layer), "
+              f"so --dense gives the same numbers as without it.")
+    elif kind == "fully-connected" and feature_size(model, tta.input_size()) <= dense_window(model):
+        print(dense_note(metadata, model, tta, args.tta, dense_window(model)))
     split = load_run_split(args.run_dir, metadata, args.split, image_size=tta.input_size(), device=device,
                            batch_size=args.batch_size, dataset=args.dataset, data_dir=args.data_dir,
                            limit=args.limit, map_classes_by_position=args.map_classes_by_position)

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="List the registered models: family, paper configuration, parameters "
                     "(3 input channels, 1000 classes; 'inference params' leaves out layers that "
                     "run only in training, such as GoogLeNet's auxiliary heads) and multiply-adds "
-                    "for one 224x224 image, measured on the meta device, where nothing is allocated.",
+                    "for one 224x224 image (at its native size, marked, for a network that takes one "
+                    "size only), measured on the meta device, where nothing is allocated.",
     )
     p.add_argument("pattern", type=non_empty, nargs="?", metavar="PATTERN",
                    help="shell-style filter on the names, e.g. 'vgg*_bn' or 'googlenet*'")

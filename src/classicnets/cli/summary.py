@@ -20,8 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "the totals: parameters, multiply-adds, parameter memory, activation memory and "
                     "the memory autograd saves for backward. "
                     "Measured from the model on the meta device, where nothing is allocated. "
-                    "With --paper, print the paper's table (VGG Table 2, GoogLeNet Table 1) "
-                    "beside the same figures computed from our model.",
+                    "With --paper, print the paper's table (LeNet-5's layer counts, AlexNet's shapes and "
+                    "neurons, VGG Table 2, GoogLeNet Table 1, ResNet Tables 1 and 6, Inception v3 Table 1) "
+                    "beside the same figures computed from our model, marking the printed figures that "
+                    "do not follow from the architecture.",
         epilog="Columns: 'share' is the row's percentage of all the parameters ('-': it has none). "
                "'RF' is the receptive field of the row's output: the side, in input pixels, of "
                "the square each output value depends on (two stacked 3x3 convolutions see 5x5, "
@@ -33,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "where an adaptive pool changes with the size of its input.",
     )
     p.add_argument("model", type=non_empty, metavar="MODEL",
-                   help="a registered model (see 'classicnets models'); with --paper also the family 'vgg'")
+                   help="a registered model (see 'classicnets models'); with --paper also a family: "
+                        "vgg, googlenet, lenet, alexnet, resnet or inception_v3")
     p.add_argument("--image-size", "--input-size", dest="input_size", type=bounded_image_size, default=None,
                    help="height and width of the square input, as train's --image-size (default: 224)")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: 3)")
@@ -46,7 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     view.add_argument("--blocks", dest="view", action="store_const", const="blocks",
                       help="one row per block: VGG stages, GoogLeNet stem, inception modules, heads")
     view.add_argument("--paper", dest="view", action="store_const", const="paper",
-                      help="the paper's table beside ours, at 224x224, 3 channels, 1000 classes")
+                      help="the paper's table beside ours, at the paper's setting: 224x224, 3 channels, "
+                           "1000 classes (VGG, GoogLeNet, ImageNet ResNets); 227x227, the input AlexNet's "
+                           "printed maps need; 299x299 (Inception v3); 32x32 and 10 classes (LeNet-5, 1 "
+                           "channel; CIFAR ResNets)")
     p.set_defaults(run=run, view="layers")
 
 
@@ -76,5 +82,5 @@ def _reject_setting_flags(args: argparse.Namespace) -> None:
     flag_names = {"input_size": "--image-size"}  # --input-size is its older alias
     given = [flag_names.get(key, f"--{key.replace('_', '-')}") for key in DEFAULTS if getattr(args, key) is not None]
     if given:
-        raise UserError(f"--paper compares at the papers' setting (224x224, 3 channels, 1000 classes, "
+        raise UserError(f"--paper compares at each paper's own setting (input size, channels, classes, "
                         f"batch 1), so {', '.join(given)} cannot be used with it.")

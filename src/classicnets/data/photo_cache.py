@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..files import atomic_output
 from ..files import atomic_write_text as write_file_atomically
 from .image_io import MAX_IMAGE_PIXELS, BadImageError, load_rgb, resize_center_crop
 from .manifest import ImageList
@@ -86,19 +87,17 @@ def _read_cached(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
 
 def _decode_to_file(images: ImageList, size: int, path: Path, workers: int, progress: bool,
                     max_pixels: int) -> torch.Tensor:
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    try:
-        shape = (len(images), 3, size, size)
-        if shutil.disk_usage(path.parent).free < np.prod(shape):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent))
+    shape = (len(images), 3, size, size)
+    if shutil.disk_usage(path.parent).free < np.prod(shape):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent))
+    with atomic_output(path, suffix=".npy") as temp:  # readers see a complete cache or none
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=shape)
-        reserve_disk_space(temp)
-        _decode_into(array, images, size, workers, progress, max_pixels)
-        array.flush()
-        del array
-        os.replace(temp, path)  # readers see a complete cache or none
-    finally:
-        temp.unlink(missing_ok=True)
+        try:
+            reserve_disk_space(temp)
+            _decode_into(array, images, size, workers, progress, max_pixels)
+            array.flush()
+        finally:
+            del array  # the map closes before the file is renamed or removed
     return torch.from_numpy(np.load(path))
 
 

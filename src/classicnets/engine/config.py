@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..files import atomic_write_bytes
-from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_photo_dataset, unused_settings
+from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_known_dataset, is_photo_dataset, unused_settings
 from ..data.file_datasets import FOLDER_PREFIX
 from ..data.photo_augment import PhotoAugmentConfig
 from ..errors import UserError
@@ -89,7 +89,7 @@ class TrainConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # Adam / AdamW
     weight_decay: float = 5e-4  # never applied to biases and norm weights (1-D parameters)
     label_smoothing: float = 0.0
-    aux_weight: float = 0.3  # GoogLeNet's auxiliary losses, as in the paper
+    aux_weight: float | None = None  # auxiliary losses; None: the model's own (GoogLeNet 0.3, Inception v3 0.4)
     grad_clip: float | None = None  # max global L2 norm of the gradients
     ema_decay: float | None = None  # weight EMA (None or 0: off); validation, selection and test then use it
 
@@ -139,8 +139,10 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _check_at_least(name, getattr(self, name), 1)
         for name in ("num_workers", "plateau_max_reductions", "seed", "weight_decay",
-                     "momentum", "aux_weight", "warmup_epochs", "min_lr_factor"):
+                     "momentum", "warmup_epochs", "min_lr_factor"):
             _check_at_least(name, getattr(self, name), 0)
+        if self.aux_weight is not None:
+            _check_at_least("aux_weight", self.aux_weight, 0)
         _check_positive("lr", self.lr)
         _check_positive("dist_timeout_minutes", self.dist_timeout_minutes)
         # Ceilings where the libraries below would otherwise fail with a traceback.
@@ -285,6 +287,8 @@ def build_config(recipe: str | Path | None, overrides: dict[str, Any]) -> TrainC
     values = {**values, **overrides}
     source = f"recipe {recipe}" if recipe else "the flags"
     config = config_from_dict(values, source).validate()
+    if not is_known_dataset(config.dataset):
+        return config  # train() refuses an unknown dataset, naming it
     ignored = unused_settings(config.dataset, values)
     if ignored:
         raise UserError(f"{source}: {', '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to "

@@ -62,6 +62,7 @@ from torch import nn
 from ..data import build_data, derive_seed, is_known_dataset, list_datasets
 from ..device import device_name, resolve_device
 from ..errors import UserError, disk_full_cause, one_line
+from ..files import replace_file
 from ..models import create_model, get_model_entry, run_or_refuse_input
 from ..models.porting import port_report
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, check_checkpoint_contents,
@@ -69,6 +70,7 @@ from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, check
 from .config import TrainConfig
 from .distributed import (DistContext, all_reduce_sum, barrier, from_rank_zero, init_distributed, rank_device,
                           ranks_where, teardown_distributed)
+from .doctor import TrainingDoctor
 from .ema import ModelEma
 from .split_scores import EvalResult, autocast_for, evaluate
 from .optim import LRSchedule, build_optimizer, clip_gradients, training_loss
@@ -170,6 +172,9 @@ def claim_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> RunClai
     """Name, create and lock the run directory (rank 0 alone)."""
     if config.out:
         run_dir = Path(config.out)
+        if config.init_from and not resume and is_within(Path(config.init_from), run_dir):
+            raise UserError(f"--init-from {config.init_from} lies in the run directory {run_dir}, whose files this "
+                            f"run replaces; write the new run elsewhere (another --out).")
         claim = RunClaim(run_dir, created_dir=not run_dir.exists())
     else:  # named and created here alone: ranks and runs started in the same second agree
         claim = RunClaim(claim_default_run_dir(config.model, config.dataset), created_dir=True)
@@ -183,6 +188,11 @@ def claim_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> RunClai
             claim.run_dir.rmdir()
         raise
     return claim
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    path, folder = path.expanduser().resolve(), folder.expanduser().resolve()
+    return path == folder or folder in path.parents
 
 
 @contextlib.contextmanager
@@ -271,6 +281,7 @@ class Session:
     resumed: bool
     stale_results: bool = False  # a resumed run's old test results, replaced at its first new epoch
     tensorboard: TensorBoardLog | None = None  # rank 0, with --tensorboard
+    doctor: TrainingDoctor | None = None  # rank 0: says once if the run has not started to learn
 
     @property
     def channels_last(self) -> bool:
@@ -295,6 +306,8 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     progress = restore(session, checkpoint)
     start_run_files(session, progress)
     announce(session, progress)
+    if session.is_main:
+        session.doctor = TrainingDoctor(session.model, config, session.data.num_classes)
     wall_before = progress["wall_seconds"]
     try:
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
@@ -331,7 +344,8 @@ def set_up(config: TrainConfig, run_dir: Path, device: torch.device, context: Di
     schedule = LRSchedule(optimizer, config, steps_per_epoch=math.ceil(len(data.train) / config.grad_accum_steps))
     ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
     ddp_model = wrap_data_parallel(model, device, context)  # model itself stays the plain module
-    aux_weight = config.aux_weight if getattr(model, "aux_logits", False) else None
+    aux_weight = max((w if config.aux_weight is None else config.aux_weight for w in model.aux_outputs.values()),
+                     default=None)  # for the curves' legend; None: no auxiliary outputs
     return Session(
         config=config, run_dir=run_dir, device=device, context=context, claim=claim, quiet=quiet, data=data,
         model=model, ddp_model=ddp_model,
@@ -419,6 +433,7 @@ def train_one_epoch(session: Session, epoch: int, progress: dict[str, Any]) -> d
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per step
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen, last_logged, lr = 0, 0, 0.0
+    logged_loss, logged_correct, logged_seen = 0.0, 0, 0  # at the last logging point
     for step, (images, labels) in enumerate(batches, start=1):
         if session.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -435,7 +450,7 @@ def train_one_epoch(session: Session, epoch: int, progress: dict[str, Any]) -> d
         with gradient_sync(session.ddp_model, last_micro_step):  # all-reduce only on the last micro-step
             with session.autocast:
                 outputs = session.step_model(images)
-                loss, logits = training_loss(outputs, labels, session.criterion, config.aux_weight)
+                loss, logits = training_loss(outputs, labels, session.criterion, config.aux_weight, session.model)
             (loss / group_length if group_length > 1 else loss).backward()
         if last_micro_step:
             clip_gradients(session.model, config.grad_clip)
@@ -452,6 +467,10 @@ def train_one_epoch(session: Session, epoch: int, progress: dict[str, Any]) -> d
             bar.update(step - last_logged, mean_loss, correct.item() / seen, seen / elapsed)
             if session.tensorboard is not None:
                 session.tensorboard.training_step(epoch, step, mean_loss)
+            loss_total, correct_total = mean_loss * seen, correct.item()
+            consult_doctor(session, (epoch - 1) * len(batches) + step, (loss_total - logged_loss) / (seen - logged_seen),
+                           (correct_total - logged_correct) / (seen - logged_seen))
+            logged_loss, logged_correct, logged_seen = loss_total, correct_total, seen
             last_logged = step
     bar.close()
     train_seconds = time.perf_counter() - epoch_start
@@ -461,6 +480,21 @@ def train_one_epoch(session: Session, epoch: int, progress: dict[str, Any]) -> d
     loss_total, correct_total, seen_total = totals.tolist()
     return {"epoch": epoch, "train_loss": loss_total / seen_total, "train_acc": correct_total / seen_total,
             "lr": lr, "images_per_s": seen_total / train_seconds}
+
+
+def consult_doctor(session: Session, steps_done: int, window_loss: float, window_accuracy: float) -> None:
+    """The training doctor's one paragraph, if the run has not started to learn (rank 0's shard)."""
+    if session.doctor is not None:
+        diagnosis = session.doctor.check(steps_done, window_loss, window_accuracy)
+        if diagnosis:
+            tqdm_safe_say(diagnosis)
+
+
+def tqdm_safe_say(text: str) -> None:
+    """A line that does not tear the progress bar (tqdm redraws below it)."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stdout)
 
 
 def stop_if_diverged(session: Session, loss: float, where: str, progress: dict[str, Any], lr: float,
@@ -693,7 +727,7 @@ def settle_pending_best(run_dir: Path, committed_best_epoch: int) -> None:
     except UserError:  # unreadable: it was never committed
         committed = False
     if committed:
-        os.replace(pending, run_dir / BEST_WEIGHTS)
+        replace_file(pending, run_dir / BEST_WEIGHTS)
     else:
         pending.unlink()
 

@@ -12,12 +12,12 @@ epochs simply re-plans the curve over the new total.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..models import GoogLeNetOutput
+from ..models.protocol import aux_loss_weights, is_aux_output, weighted_aux_loss
 from ..errors import UserError
 from .config import TrainConfig
 from .transfer import param_groups
@@ -120,18 +120,28 @@ class LRSchedule:
         self.epochs_without_improvement = state["epochs_without_improvement"]
 
 
-def training_loss(outputs: torch.Tensor | GoogLeNetOutput, labels: torch.Tensor,
-                  criterion: nn.Module, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def training_loss(outputs: torch.Tensor | tuple, labels: torch.Tensor, criterion: nn.Module,
+                  aux_weight: float | Mapping[str, float] | None = None,
+                  model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss to minimise and the main logits.
 
-    GoogLeNet in training mode also returns its two auxiliary classifiers; the paper adds
-    their losses with weight 0.3.
+    A network with auxiliary classifiers returns them in training mode beside its logits
+    (a NamedTuple: ``logits``, then one field per auxiliary output); their losses are added
+    with a weight each: ``aux_weight`` for every one when it is a number, per output when it
+    is a mapping, else the model's own (its ``aux_outputs``: GoogLeNet's two at 0.3, as
+    the paper adds them, Inception v3's one at 0.4).
     """
-    if isinstance(outputs, GoogLeNetOutput):
-        loss = criterion(outputs.logits, labels)
-        loss = loss + aux_weight * (criterion(outputs.aux1, labels) + criterion(outputs.aux2, labels))
-        return loss, outputs.logits
-    return criterion(outputs, labels), outputs
+    if not is_aux_output(outputs):
+        return criterion(outputs, labels), outputs
+    if isinstance(aux_weight, Mapping):
+        weights = dict(aux_weight)
+    elif model is not None:
+        weights = aux_loss_weights(model, aux_weight)
+    elif aux_weight is not None:
+        weights = {name: float(aux_weight) for name in outputs._fields[1:]}
+    else:
+        raise ValueError("auxiliary outputs need a loss weight: pass aux_weight or the model")
+    return weighted_aux_loss(outputs, labels, criterion, weights), outputs.logits
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None) -> None:

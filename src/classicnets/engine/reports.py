@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_s")
 

@@ -15,8 +15,9 @@ Any other shape mismatch means a different architecture and is refused. The retu
 :class:`TransferReport` names every tensor and what happened to it.
 
 :func:`freeze_features` and :func:`param_groups` split a network into its body and its
-head (VGG ``classifier``; GoogLeNet ``fc`` and the auxiliary heads) to train only the
-head or to give it its own learning rate.
+head (the modules it declares read its features: VGG's ``classifier``; GoogLeNet's ``fc``
+and auxiliary heads; see :mod:`~classicnets.models.protocol`) to train only the head or
+to give it its own learning rate.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import VGG, GoogLeNet
+from ..models import protocol
 
 
 @dataclass
@@ -74,15 +75,9 @@ def _section(title: str, entries: dict[str, str]) -> list[str]:
 # ----------------------------------------------------------------------------- head and body
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Top-level modules that form the classifier head."""
-    if isinstance(model, VGG):
-        return ["classifier"]
-    if isinstance(model, GoogLeNet):
-        return [name for name in ("fc", "aux1", "aux2") if getattr(model, name) is not None]
-    for name in ("classifier", "fc", "head"):
-        if isinstance(getattr(model, name, None), nn.Module):
-            return [name]
-    raise UserError(f"cannot tell the head of a {type(model).__name__}; it has no classifier or fc module.")
+    """The modules that form the classifier head, as the model declares them."""
+    protocol.require_protocol(model, "telling the head from the body")
+    return protocol.head_module_names(model)
 
 
 def _is_head(name: str, heads: list[str]) -> bool:
@@ -90,21 +85,16 @@ def _is_head(name: str, heads: list[str]) -> bool:
 
 
 def class_layers(model: nn.Module) -> list[str]:
-    """The last linear layer of every head: the layers whose size is the class count."""
-    layers = []
-    for head in head_module_names(model):
-        linears = [name for name, m in model.get_submodule(head).named_modules() if isinstance(m, nn.Linear)]
-        if linears:
-            layers.append(f"{head}.{linears[-1]}" if linears[-1] else head)
-    return layers
+    """The layers whose size is the class count: the model's ``head`` and the last layer of
+    each auxiliary head."""
+    protocol.require_protocol(model, "finding the class layers")
+    return protocol.class_layer_names(model)
 
 
 def stem_conv(model: nn.Module) -> str:
     """Name of the first convolution, the one that sees the input channels."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            return name
-    raise UserError(f"a {type(model).__name__} has no convolution to adapt to the input channels.")
+    protocol.require_protocol(model, "finding the first convolution")
+    return protocol.stem_name(model)
 
 
 # ----------------------------------------------------------------------------- loading

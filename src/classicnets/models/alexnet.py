@@ -34,6 +34,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from .protocol import FullyConnectedHead
 from .vgg import make_lrn  # AlexNet's LRN, with PyTorch's alpha/size convention handled
 
 PAPER = ("Krizhevsky, Sutskever & Hinton, 2012, "
@@ -129,6 +130,10 @@ class AlexNet(nn.Module):
     @property
     def aux_outputs(self) -> dict[str, float]:
         return {}
+
+    def dense_head(self) -> FullyConnectedHead:
+        """The FC layers read a 6x6 window: dense evaluation makes them 6x6 and 1x1 convolutions."""
+        return FullyConnectedHead(body=self.features, pool=self.avgpool, layers=self.classifier)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """conv1..conv5 and the pools after conv1, conv2 and conv5 (pool1, pool2, pool5)."""

@@ -28,6 +28,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .protocol import GlobalPoolHead
+
+PAPER = "Szegedy et al., 2014, Going Deeper with Convolutions"
+YEAR = 2014
+NATIVE_INPUT_SIZE = 224
+MIN_INPUT_SIZE = {"googlenet": 1, "googlenet_paper": 1, "googlenet_tv": 15}  # padded pools; ceil-mode pools
+
+# The weight of each auxiliary classifier's loss: "during training, their loss gets added to
+# the total loss of the network with a discount weight (the losses of the auxiliary
+# classifiers were weighted by 0.3)" (section 5).
+AUX_LOSS_WEIGHT = 0.3
+
 # Table 1: name -> (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
     "3a": (64, 96, 128, 16, 32, 32),
@@ -232,9 +244,53 @@ class GoogLeNet(nn.Module):
         x = self.pool4(self.inception4e(x))
         return self.inception5b(self.inception5a(x)), aux1, aux2
 
+    # ------------------------------------------------------------------ the model protocol
+
+    @property
+    def stem(self) -> nn.Conv2d:
+        return self.conv1.conv
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc
+
+    @property
+    def aux_outputs(self) -> dict[str, float]:
+        """The two auxiliary classifiers (named as in :class:`GoogLeNetOutput`) and their weight."""
+        return {name: AUX_LOSS_WEIGHT for name in self.aux_heads()}
+
+    def aux_heads(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in ("aux1", "aux2") if getattr(self, name) is not None}
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """The nine inception modules (the stem is ``stem1`` / ``stem2`` in summaries)."""
+        return [(f"inception{name}", getattr(self, f"inception{name}")) for name in INCEPTION_TABLE]
+
+    def block_parts(self) -> dict[str, list[str]]:
+        """The stem convolutions, and the four branches of each inception module."""
+        parts = {"stem1": ["conv1"], "stem2": ["conv2_reduce", "conv2"]}
+        branches = ("branch1x1", "branch3x3", "branch5x5", "branch_pool")
+        parts.update({name: [f"{name}.{b}" for b in branches] for name, _ in self.blocks()})
+        return parts
+
+    def summary_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
+        """``stem1`` (7x7 conv, max-pool), ``stem2`` (1x1 reduce, 3x3 conv, max-pool), each
+        inception module and stage pool, ``aux1`` / ``aux2`` and ``head``."""
+        groups: dict[str, list[str]] = {}
+        for child, _ in self.named_children():
+            groups.setdefault(_SUMMARY_GROUPS.get(child, child), []).append(child)
+        return [(block, tuple(members)) for block, members in groups.items()]
+
+    def dense_head(self) -> GlobalPoolHead:
+        return GlobalPoolHead(linear=self.fc, dropout=self.dropout)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last inception output (1024 channels) before global pooling."""
         return self._body(x)[0]
+
+    def penultimate_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1024 globally pooled features of inception 5b, what the linear layer reads."""
+        return torch.flatten(self.avgpool(self.forward_features(x)), 1)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
@@ -245,6 +301,13 @@ class GoogLeNet(nn.Module):
         if aux1 is not None and aux2 is not None:
             return GoogLeNetOutput(logits, aux1, aux2)
         return logits
+
+
+_SUMMARY_GROUPS = {
+    "conv1": "stem1", "pool1": "stem1", "lrn1": "stem1",
+    "conv2_reduce": "stem2", "conv2": "stem2", "lrn2": "stem2", "pool2": "stem2",
+    "avgpool": "head", "dropout": "head", "fc": "head",
+}
 
 
 def build_googlenet(flavour: str, **kwargs) -> GoogLeNet:

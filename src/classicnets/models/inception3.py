@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .googlenet import ConvBlock  # conv (no bias) -> BN (eps 1e-3) -> ReLU, as BasicConv2d
+from .protocol import GlobalPoolHead
 
 PAPER = ("Szegedy, Vanhoucke, Ioffe, Shlens & Wojna, 2015, "
          "Rethinking the Inception Architecture for Computer Vision")
@@ -276,6 +277,14 @@ class Inception3(nn.Module):
     def aux_outputs(self) -> dict[str, float]:
         """Auxiliary output name (as in :class:`InceptionV3Output`) -> loss weight."""
         return {"aux": AUX_LOSS_WEIGHT} if self.AuxLogits is not None else {}
+
+    def aux_heads(self) -> dict[str, nn.Module]:
+        """Auxiliary output name -> the head computing it (protocol; see models/protocol.py)."""
+        return {"aux": self.AuxLogits} if self.AuxLogits is not None else {}
+
+    def dense_head(self) -> GlobalPoolHead:
+        """Global average pooling, dropout, one linear layer: dense already."""
+        return GlobalPoolHead(linear=self.fc, dropout=self.dropout)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """The stem convs, then the Mixed modules, in forward order."""

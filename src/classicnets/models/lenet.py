@@ -221,6 +221,11 @@ class LeNet5(nn.Module):
     def aux_outputs(self) -> dict[str, float]:
         return {}
 
+    def head_modules(self) -> list[nn.Module]:
+        """F6 and the output layer read C5's features (protocol: what ``--freeze features``
+        trains; the paper's RBF output has no trainable parameters of its own)."""
+        return [self.f6, self.output]
+
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """The paper's layers in order; each module's output is that layer's (squashed) maps."""
         return [("C1", self.c1), ("S2", self.s2), ("C3", self.c3), ("S4", self.s4),

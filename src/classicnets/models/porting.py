@@ -1,11 +1,15 @@
 """Weight porting between torchvision and classicnets.
 
-torchvision ships ImageNet weights for VGG 11/13/16/19 (with and without batch norm)
-and for its GoogLeNet layout. Our VGG keeps torchvision's module indices, so its names
-map one to one; our ``googlenet_tv`` names its layers after the paper, so a small
-rename table (:data:`GOOGLENET_TV_TOP_LEVEL`, :data:`GOOGLENET_TV_BRANCHES`) translates
-them. Every conversion is checked against the target model: exactly the same keys,
-exactly the same shapes, or a :class:`~classicnets.errors.UserError` naming the misfits.
+Which of our models take torchvision's ImageNet weights is declared by their registry
+entries (``torchvision_weights``, the weight enum's name): VGG 11/13/16/19 with and without
+batch norm, ``googlenet_tv``, ``alexnet``, ``resnet18`` ... ``resnet152`` and
+``inception_v3``. Most keep torchvision's module names, so keys map one to one; our
+``googlenet_tv`` names its layers after the paper, so its entry carries a small rename
+(:data:`GOOGLENET_TV_NAMES`, from :data:`GOOGLENET_TV_TOP_LEVEL` and
+:data:`GOOGLENET_TV_BRANCHES`). Where a tensor is adapted (the first convolution, the class
+layers) is asked of the model (:mod:`~classicnets.models.protocol`), never of its family.
+Every conversion is checked against the target model: exactly the same keys, exactly the
+same shapes, or a :class:`~classicnets.errors.UserError` naming the misfits.
 
 :func:`build_pretrained` (what ``create_model(name, pretrained="torchvision")`` calls)
 downloads the weights, converts them and loads them into a fresh model. A different
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,20 +39,8 @@ from torch import nn
 
 from ..errors import UserError, load_failure_reason, one_line
 from ..files import atomic_write_bytes
-from .registry import ModelEntry, create_model, get_model_entry
-
-# Our model name -> torchvision's weight enum entry (which carries the URL and hash).
-TORCHVISION_WEIGHTS: dict[str, str] = {
-    "vgg11": "VGG11_Weights.IMAGENET1K_V1",
-    "vgg13": "VGG13_Weights.IMAGENET1K_V1",
-    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
-    "vgg19": "VGG19_Weights.IMAGENET1K_V1",
-    "vgg11_bn": "VGG11_BN_Weights.IMAGENET1K_V1",
-    "vgg13_bn": "VGG13_BN_Weights.IMAGENET1K_V1",
-    "vgg16_bn": "VGG16_BN_Weights.IMAGENET1K_V1",
-    "vgg19_bn": "VGG19_BN_Weights.IMAGENET1K_V1",
-    "googlenet_tv": "GoogLeNet_Weights.IMAGENET1K_V1",
-}
+from .protocol import aux_heads, class_layer_names, head_name, module_name, stem_name
+from .registry import ModelEntry, create_model, get_model_entry, registered_entries
 
 # torchvision GoogLeNet name -> ours, one dotted segment at a time. The stem's 1x1
 # reduce is torchvision's conv2 and its 3x3 conv is conv3; we name them as the paper's
@@ -61,14 +52,6 @@ GOOGLENET_TV_BRANCHES: dict[str, str] = {
     "branch3": "branch5x5",
     "branch4": "branch_pool",
 }
-
-# Per family: the first convolution's weight (adapted to other input channel counts),
-# the tensor whose first dimension is the number of classes, and the classifiers that
-# stay freshly initialised when the number of classes changes.
-FIRST_CONV = {"vgg": "features.0.weight", "googlenet": "conv1.conv.weight"}
-HEAD_WEIGHT = {"vgg": "classifier.6.weight", "googlenet": "fc.weight"}
-CLASSIFIER_PREFIXES = {"vgg": ("classifier.6.",), "googlenet": ("fc.", "aux1.fc2.", "aux2.fc2.")}
-AUX_PREFIXES = ("aux1.", "aux2.")
 IMAGENET_CLASSES = 1000
 RGB = 3
 
@@ -106,20 +89,22 @@ class PortReport:
 # Names: which models have torchvision weights, and how their keys translate.
 
 
+def models_with_torchvision_weights() -> list[str]:
+    """Our models that torchvision has weights for, in registration order."""
+    return [entry.name for entry in registered_entries() if entry.torchvision_weights]
+
+
 def torchvision_weights_name(name: str) -> str:
     """torchvision's weight enum entry for our model ``name``; UserError if there is none."""
     entry = get_model_entry(name)  # unknown names get the registry's "did you mean"
-    if entry.name == "googlenet":
-        raise UserError(
-            "googlenet uses true 5x5 kernels and cannot take torchvision's GoogLeNet weights, "
-            "whose '5x5' branch is a 3x3 convolution; use googlenet_tv, which has torchvision's layout."
-        )
-    if entry.name not in TORCHVISION_WEIGHTS:
+    if entry.torchvision_refusal:
+        raise UserError(entry.torchvision_refusal)
+    if not entry.torchvision_weights:
         raise UserError(
             f"torchvision has no weights for {entry.name}; "
-            f"the models that have them are {', '.join(TORCHVISION_WEIGHTS)}."
+            f"the models that have them are {', '.join(models_with_torchvision_weights())}."
         )
-    return TORCHVISION_WEIGHTS[entry.name]
+    return entry.torchvision_weights
 
 
 def _rename_googlenet_key(key: str, top_level: Mapping[str, str], branches: Mapping[str, str]) -> str:
@@ -130,15 +115,29 @@ def _rename_googlenet_key(key: str, top_level: Mapping[str, str], branches: Mapp
     return ".".join(parts)
 
 
+class GoogLeNetNames:
+    """torchvision's GoogLeNet keys <-> ours (:data:`GOOGLENET_TV_TOP_LEVEL`, :data:`GOOGLENET_TV_BRANCHES`)."""
+
+    def __init__(self) -> None:
+        self._ours = (GOOGLENET_TV_TOP_LEVEL, GOOGLENET_TV_BRANCHES)
+        self._theirs = tuple({ours: tv for tv, ours in table.items()} for table in self._ours)
+
+    def to_ours(self, key: str) -> str:
+        return _rename_googlenet_key(key, *self._ours)
+
+    def to_torchvision(self, key: str) -> str:
+        return _rename_googlenet_key(key, *self._theirs)
+
+
+GOOGLENET_TV_NAMES = GoogLeNetNames()
+
+
 def _rename(name: str, state_dict: Mapping[str, torch.Tensor], to_ours: bool) -> StateDict:
-    family = get_model_entry(name).family
-    if family == "vgg":  # vgg.py keeps torchvision's module indices: names are the same
+    names = get_model_entry(name).torchvision_names
+    if names is None:  # the model keeps torchvision's module names
         return dict(state_dict)
-    top_level, branches = GOOGLENET_TV_TOP_LEVEL, GOOGLENET_TV_BRANCHES
-    if not to_ours:
-        top_level = {ours: tv for tv, ours in top_level.items()}
-        branches = {ours: tv for tv, ours in branches.items()}
-    return {_rename_googlenet_key(k, top_level, branches): v for k, v in state_dict.items()}
+    rename = names.to_ours if to_ours else names.to_torchvision
+    return {rename(k): v for k, v in state_dict.items()}
 
 
 def torchvision_to_ours(name: str, state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -167,15 +166,36 @@ def ours_to_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> St
 # Verification: a converted state dict must cover exactly our model's keys and shapes.
 
 
-def _source_settings(family: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PortKeys:
+    """Where a model keeps what porting adapts, as its protocol declares it."""
+
+    first_conv: str  # the stem's weight, adapted to other input channel counts
+    head_weight: str  # the class layer's weight: its first dimension is the class count
+    class_prefixes: tuple[str, ...]  # classifiers that stay freshly initialised for other classes
+    aux_prefixes: tuple[str, ...]  # the auxiliary heads (built by default; ``aux_logits=False`` drops them)
+
+
+def port_keys(entry: ModelEntry) -> PortKeys:
+    with torch.device("meta"):  # names only
+        model = entry.builder(init_weights=False)
+    return PortKeys(
+        first_conv=f"{stem_name(model)}.weight",
+        head_weight=f"{head_name(model)}.weight",
+        class_prefixes=tuple(f"{name}." for name in class_layer_names(model)),
+        aux_prefixes=tuple(f"{module_name(model, head)}." for head in aux_heads(model).values()),
+    )
+
+
+def _source_settings(keys: PortKeys, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """num_classes, in_chans (and aux_logits) as the state dict's shapes say."""
-    head, first_conv = state_dict.get(HEAD_WEIGHT[family]), state_dict.get(FIRST_CONV[family])
+    head, first_conv = state_dict.get(keys.head_weight), state_dict.get(keys.first_conv)
     settings: dict[str, Any] = {
         "num_classes": head.shape[0] if head is not None and head.dim() == 2 else IMAGENET_CLASSES,
         "in_chans": first_conv.shape[1] if first_conv is not None and first_conv.dim() == 4 else RGB,
     }
-    if family == "googlenet":
-        settings["aux_logits"] = any(k.startswith(AUX_PREFIXES) for k in state_dict)
+    if keys.aux_prefixes:
+        settings["aux_logits"] = any(k.startswith(keys.aux_prefixes) for k in state_dict)
     return settings
 
 
@@ -192,8 +212,7 @@ def check_state_dict(name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
     The model is built with the number of classes, input channels and auxiliary heads
     that the state dict itself implies.
     """
-    family = get_model_entry(name).family
-    expected = expected_shapes(name, **_source_settings(family, state_dict))
+    expected = expected_shapes(name, **_source_settings(port_keys(get_model_entry(name)), state_dict))
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k} (got {list(state_dict[k].shape)}, expected {list(shape)})"
@@ -241,20 +260,23 @@ def port_torchvision_state_dict(
 ) -> nn.Module:
     """Our model with a torchvision state dict's weights; see :func:`build_pretrained`.
 
-    ``num_classes`` / ``in_chans`` default to the source's. For ``googlenet_tv``,
-    ``aux_logits`` defaults to whether the source has auxiliary heads and
-    ``transform_input`` to ``in_chans == 3`` (torchvision's ImageNet weights expect it).
+    ``num_classes`` / ``in_chans`` default to the source's. For a model with auxiliary heads
+    (``googlenet_tv``, ``inception_v3``), ``aux_logits`` defaults to whether the source has
+    them; where the entry says torchvision's weights expect their input re-normalisation,
+    ``transform_input`` defaults to ``in_chans == 3``.
     The result carries a :class:`PortReport` (read it with :func:`port_report`).
     """
     entry = get_model_entry(entry) if isinstance(entry, str) else entry
     source = torchvision_to_ours(entry.name, state_dict)
-    settings = _source_settings(entry.family, source)
+    keys = port_keys(entry)
+    settings = _source_settings(keys, source)
     num_classes = settings["num_classes"] if num_classes is None else num_classes
     in_chans = settings["in_chans"] if in_chans is None else in_chans
     if num_classes < 1 or in_chans < 1:
         raise UserError(f"num_classes and in_chans must be at least 1, got {num_classes} and {in_chans}.")
-    if entry.family == "googlenet":
+    if "aux_logits" in settings:
         kwargs.setdefault("aux_logits", settings["aux_logits"])
+    if entry.torchvision_transform_input:
         kwargs.setdefault("transform_input", in_chans == RGB)
         if kwargs["transform_input"] and in_chans != RGB:
             raise UserError(f"transform_input re-normalises RGB input and needs in_chans=3, got {in_chans}.")
@@ -269,10 +291,10 @@ def port_torchvision_state_dict(
         if key in source and source[key].shape == current.shape:
             target[key] = source[key]
             loaded.append(key)
-        elif key == FIRST_CONV[entry.family] and key in source:
+        elif key == keys.first_conv and key in source:
             target[key] = adapt_first_conv(source[key], in_chans)
             adapted.append(key)
-        elif key.startswith(CLASSIFIER_PREFIXES[entry.family]) or key not in source:
+        elif key.startswith(keys.class_prefixes) or key not in source:
             new.append(key)  # a classifier for other classes, or an aux head the source lacks
         else:
             raise UserError(f"cannot port {key} into {entry.name}: shape {list(source[key].shape)} "
@@ -324,12 +346,13 @@ def build_pretrained(entry: ModelEntry, num_classes: int = IMAGENET_CLASSES, in_
                      **kwargs: Any) -> nn.Module:
     """Our model ``entry`` with torchvision's ImageNet weights.
 
-    With ``num_classes != 1000`` every tensor is loaded except the final classifier (and
-    GoogLeNet's auxiliary ``fc2`` layers), which stay freshly initialised. With
-    ``in_chans != 3`` the first conv is adapted (:func:`adapt_first_conv`).
-    ``googlenet_tv`` gets ``transform_input=True`` for RGB input, as torchvision sets
-    for these weights, and keeps the auxiliary heads unless ``aux_logits=False``
-    (torchvision's checkpoint carries them, but notes that they were never trained).
+    With ``num_classes != 1000`` every tensor is loaded except the class layers (the
+    model's ``head`` and the last layer of each auxiliary head), which stay freshly
+    initialised. With ``in_chans != 3`` the first conv is adapted (:func:`adapt_first_conv`).
+    ``googlenet_tv`` and ``inception_v3`` get ``transform_input=True`` for RGB input, as
+    torchvision sets for these weights, and keep the auxiliary heads unless
+    ``aux_logits=False`` (torchvision's GoogLeNet checkpoint carries them, but notes that
+    they were never trained).
     ``port_report(model)`` tells which tensors were loaded, adapted or new.
     """
     torchvision_weights_name(entry.name)  # unsupported models fail before any download

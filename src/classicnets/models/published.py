@@ -14,18 +14,9 @@ from .registry import get_model_entry
 
 def torchvision_weights_for(name: str) -> str | None:
     """The torchvision weight enum entry (e.g. ``"VGG16_Weights.IMAGENET1K_V1"``) whose
-    weights port into our model ``name``, or None when torchvision has none for it.
-
-    The registry entry's ``torchvision_weights`` when it has that field, else the porting
-    table; an unknown ``name`` raises the registry's UnknownModelError.
-    """
-    entry = get_model_entry(name)
-    weights = getattr(entry, "torchvision_weights", None)
-    if weights:
-        return str(weights)
-    from .porting import TORCHVISION_WEIGHTS  # does not import torchvision
-
-    return TORCHVISION_WEIGHTS.get(entry.name)
+    weights port into our model ``name`` (the registry entry's ``torchvision_weights``), or
+    None when torchvision has none for it. An unknown ``name`` raises UnknownModelError."""
+    return getattr(get_model_entry(name), "torchvision_weights", None) or None
 
 
 def torchvision_published_accuracy(name: str) -> tuple[float, str] | None:

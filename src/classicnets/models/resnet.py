@@ -36,6 +36,8 @@ from typing import Type, Union
 import torch
 from torch import nn
 
+from .protocol import GlobalPoolHead
+
 PAPER = "He, Zhang, Ren & Sun, 2015, Deep Residual Learning for Image Recognition"
 YEAR = 2015
 
@@ -201,6 +203,10 @@ class ResNet(nn.Module):
     @property
     def aux_outputs(self) -> dict[str, float]:
         return {}
+
+    def dense_head(self) -> GlobalPoolHead:
+        """Global average pooling, then one linear layer: dense already (protocol)."""
+        return GlobalPoolHead(linear=self.fc)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """("stem", the module ending the stem), then every residual block ("layer1.0", ...);

@@ -17,6 +17,13 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from .protocol import FullyConnectedHead
+
+PAPER = "Simonyan & Zisserman, 2014, Very Deep Convolutional Networks for Large-Scale Image Recognition"
+YEAR = 2014
+NATIVE_INPUT_SIZE = 224
+MIN_INPUT_SIZE = 1  # ceil-mode pools keep every map at least 1x1
+
 # Table 1 of the paper. An int is a 3x3 conv (stride 1, padding 1) with that many
 # filters, ("1x1", n) a 1x1 conv (config C), "M" a 2x2/2 max-pool and "LRN" AlexNet's
 # local response normalisation (config A-LRN). Every conv is followed by ReLU.
@@ -102,8 +109,54 @@ class VGG(nn.Module):
                 nn.init.normal_(module.weight, 0.0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    # ------------------------------------------------------------------ the model protocol
+
+    @property
+    def stem(self) -> nn.Conv2d:
+        return self.features[0]
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    @property
+    def aux_outputs(self) -> dict[str, float]:
+        return {}
+
+    def _stages(self) -> list[list[int]]:
+        """Indices into ``features`` of each convolutional stage; a max-pool closes each."""
+        stages, current = [], []
+        for index, layer in enumerate(self.features):
+            current.append(index)
+            if isinstance(layer, nn.MaxPool2d):
+                stages.append(current)
+                current = []
+        return stages + ([current] if current else [])
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """``block1`` .. ``block5``: the max-pool that ends each stage (a pool's output is
+        never rewritten by an in-place ReLU, which Grad-CAM needs)."""
+        return [(f"block{i + 1}", self.features[stage[-1]]) for i, stage in enumerate(self._stages())]
+
+    def block_parts(self) -> dict[str, list[str]]:
+        """Each convolution's output after its ReLU, per stage."""
+        return {f"block{i + 1}": [f"features.{j}" for j in stage if isinstance(self.features[j], nn.ReLU)]
+                for i, stage in enumerate(self._stages())}
+
+    def summary_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The stages, then ``classifier`` (the 7x7 average pool and the three FC layers)."""
+        blocks = [(f"block{i + 1}", tuple(f"features.{j}" for j in stage)) for i, stage in enumerate(self._stages())]
+        return blocks + [("classifier", ("avgpool", "classifier"))]
+
+    def dense_head(self) -> FullyConnectedHead:
+        return FullyConnectedHead(body=self.features, pool=self.avgpool, layers=self.classifier)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def penultimate_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 4096 outputs of the second FC layer after its ReLU (dropout is off in eval mode)."""
+        return self.classifier[:-1](torch.flatten(self.avgpool(self.forward_features(x)), 1))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)
