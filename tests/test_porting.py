@@ -461,7 +461,7 @@ def tv_new_family(name: str, **kwargs) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", list(NEW_FAMILY_PORTS))
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", pytest.param("inception_v3", marks=pytest.mark.slow)])
 def test_new_families_match_torchvision_both_ways_in_eval_mode(name):
     size = NEW_FAMILY_PORTS[name][1]
     tv = tv_new_family(name)
@@ -485,6 +485,7 @@ def test_new_families_match_torchvision_both_ways_in_eval_mode(name):
     assert max_abs_diff(got, expected) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_inception_v3_pretrained_gets_transform_input_and_keeps_its_aux_head(monkeypatch):
     monkeypatch.setattr(porting, "download_torchvision_state_dict", lambda name: random_tv_state(name))
     model = create_model("inception_v3", num_classes=10, pretrained="torchvision")

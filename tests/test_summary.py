@@ -351,3 +351,10 @@ def test_fields_follow_concatenations_sums_and_functional_calls():
     field = layers["uneven"].receptive_field
     assert field.size == (20 + 3 * 2, 20 + 1 * 2) and field.jump == (3 * 2, 2 * 2)
     assert rf(layers["head"]) == "all"  # after a mean over both spatial axes
+
+
+def test_alexnet_sees_195_px_at_its_last_pool():
+    # torchvision's one-tower layout: conv1 11x11/4, pools 3x3/2 (the published 195 px).
+    s = summarize(meta_model("alexnet"), 224, 3, 1, training_pass=False)
+    last_pool = [row for row in s.layers if row.kind == "MaxPool2d"][-1]
+    assert (rf(last_pool), jump(last_pool)) == (195, 32)

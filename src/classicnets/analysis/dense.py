@@ -72,8 +72,9 @@ class DenseFullyConnected(nn.Module):
         self.window = spec.window
         self.features = spec.body  # shared, not copied: the body is unchanged
         self.avgpool = spec.pool
-        self.head = nn.Sequential(*(self._convert(layer, first=index == 0, window=self.window)
-                                    for index, layer in enumerate(spec.layers)))
+        linears = [layer for layer in spec.layers if isinstance(layer, nn.Linear)]
+        self.head = nn.Sequential(*(self._convert(layer, first=layer is linears[0], window=self.window)
+                                    for layer in spec.layers))  # AlexNet's head starts with dropout
         self.train(model.training)
 
     @staticmethod

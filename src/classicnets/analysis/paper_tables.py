@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -48,16 +48,11 @@ from torch import nn
 from ..errors import UnknownModelError, UserError
 from ..models import create_model, get_model_entry, list_models, run_or_refuse_input
 from ..models.alexnet import AlexNet
-from ..models.alexnet import alexnet as _alexnet_builder
-from ..models.alexnet import alexnet_paper as _alexnet_paper_builder
 from ..models.googlenet import Inception
 from ..models.inception3 import Inception3, Inception8, Inception17, Inception35
-from ..models.inception3 import inception_v3 as _inception_v3_builder
 from ..models.lenet import EuclideanRBF, LeNet5, PartialConv, Subsampling
-from ..models.lenet import lenet5 as _lenet5_builder
-from ..models.lenet import lenet5_paper as _lenet5_paper_builder
 from ..models.resnet import SPECS as RESNET_SPECS
-from ..models.resnet import ResNet, build_resnet
+from ..models.resnet import ResNet
 from .summary import ForwardTrace, example_input, flop_counter, trace_forward
 from .text_table import format_count, render_table
 
@@ -346,29 +341,10 @@ def _setting() -> str:
 
 Shape = tuple[int, ...]
 
-# Stopgap until the registry knows these families: their builders, by model name.
-# _build asks the registry first, so each entry stops mattering once it is registered.
-_MODULE_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "lenet5_paper": _lenet5_paper_builder,
-    "lenet5": _lenet5_builder,
-    "alexnet_paper": _alexnet_paper_builder,
-    "alexnet": _alexnet_builder,
-    "inception_v3": _inception_v3_builder,
-    **{name: partial(build_resnet, name) for name in RESNET_SPECS},
-}
-
-
 def _build(name: str, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    """``name`` built on the meta device (shapes and counts only): through the registry,
-    else, for a family not registered yet, through its module's builder."""
+    """``name`` built on the meta device (shapes and counts only)."""
     with torch.device("meta"):
-        try:
-            return create_model(name, num_classes=num_classes, in_chans=in_chans)
-        except UnknownModelError:
-            builder = _MODULE_BUILDERS.get(name)
-            if builder is None:
-                raise
-            return builder(num_classes=num_classes, in_chans=in_chans)
+        return create_model(name, num_classes=num_classes, in_chans=in_chans)
 
 
 def _require(model: nn.Module, kind: type, name: str, table: str) -> None:
@@ -1244,7 +1220,7 @@ def _registered_family(name: str) -> str:
     try:
         return get_model_entry(name).family
     except UnknownModelError:
-        known = list(dict.fromkeys([*PAPER_FAMILIES, *list_models(), *_MODULE_BUILDERS]))
+        known = list(dict.fromkeys([*PAPER_FAMILIES, *list_models()]))
         close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(f"unknown model {name!r}.{hint} --paper takes a model "

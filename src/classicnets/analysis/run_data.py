@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from ..data import unused_settings
+from ..data import is_known_dataset, unused_settings
 from ..errors import UserError
 
 SPLITS = ("test", "val")
@@ -89,7 +89,8 @@ def _split_options(settings: Mapping[str, Any], own: bool) -> dict[str, Any]:
         return {}
     options = {"val_size": settings.get("val_size"), "subset": settings.get("subset"),
                "manifest": settings.get("manifest"), "skip_bad": settings.get("skip_bad", False)}
-    ignored = set(unused_settings(settings["dataset"], options)) if settings.get("dataset") else set()
+    known = settings.get("dataset") and is_known_dataset(settings["dataset"])
+    ignored = set(unused_settings(settings["dataset"], options)) if known else set()
     return {name: value for name, value in options.items()  # what the run's dataset reads, as it ran
             if name not in ignored and (value is not None or name == "subset")}
 

@@ -363,10 +363,11 @@ def _percent(part: int, whole: int) -> float:
     return 100 * part / whole if whole else 0.0
 
 
-def model_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
-    """(block name, qualified names of the modules in it), as the module docstring describes."""
+def model_blocks(model: nn.Module, order: dict[str, int] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(block name, qualified names of the modules in it), as the module docstring describes;
+    ``order`` (a trace's ``finish_order``) places modules by the forward pass."""
     if protocol.is_protocol_model(model):
-        return protocol.summary_blocks(model)
+        return protocol.summary_blocks(model, order)
     return [(child, (child,)) for child, _ in model.named_children()]
 
 
@@ -377,7 +378,7 @@ def _block_rows(model: nn.Module, layers: list[LayerRow], eval_trace: ForwardTra
     never = len(order_trace.finish_order)
     members: dict[str, list[LayerRow]] = {}
     modules_of: dict[str, tuple[str, ...]] = {}
-    for block, modules in model_blocks(model):
+    for block, modules in model_blocks(model, order_trace.finish_order):
         modules_of[block] = modules
         members[block] = [row for row in layers if _inside(row.name, modules)]
     covered = {row.name for rows in members.values() for row in rows}

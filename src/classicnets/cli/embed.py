@@ -8,8 +8,9 @@ from .common import (add_run_data_arguments, bounded_seed, non_empty, positive_i
                      weights_file)
 
 EPILOG = """\
-features: VGG's 4096-d second FC layer (after its ReLU), GoogLeNet's 1024-d globally
-pooled inception 5b output: what the final linear classifier reads.
+features: what the network's last layer reads, as each network declares it: VGG's 4096-d
+second FC layer (after its ReLU), GoogLeNet's 1024-d globally pooled inception 5b output,
+a ResNet's or Inception v3's globally pooled features, LeNet-5's 84 F6 states.
 
 outputs in --out (default RUN_DIR/embed-SPLIT): embeddings.npz (features [N, D], labels [N],
 class_names; numpy.load reads it), pca.png and tsne.png (one point per image, coloured by

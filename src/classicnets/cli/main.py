@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import UserError, disk_full_cause
 
 COMMANDS = ("models", "summary", "port", "train", "split", "stats", "predict", "evaluate", "embed", "activations",
-            "filters", "compare", "export", "zoo", "report")
+            "filters", "compare", "export", "zoo", "report", "lr_find")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,9 +12,11 @@ Convert torchvision's ImageNet weights into one of our models and write its stat
 as safetensors, with the metadata (model, num_classes, in_chans) needed to rebuild it.
 The weights are downloaded into TORCH_HOME/hub/checkpoints on first use; --from-file
 converts a torchvision state dict (.pth) that is already on disk instead.
-Models with torchvision weights: vgg11, vgg13, vgg16, vgg19, their _bn variants and
-googlenet_tv. A different --num-classes keeps all but the classifier, which starts
-fresh; a different --in-chans adapts the first convolution (1 channel: the sum of the
+Models with torchvision weights (their registry entries name the weights): vgg11, vgg13,
+vgg16, vgg19 and their _bn variants, googlenet_tv, alexnet, resnet18, resnet34, resnet50,
+resnet101, resnet152 (torchvision's V1 weights, the paper-era recipe) and inception_v3
+(googlenet_tv and inception_v3 get transform_input, as torchvision sets for these weights).
+A different --num-classes keeps all but the classifier, which starts fresh; a different --in-chans adapts the first convolution (1 channel: the sum of the
 RGB filters, so a grey input gives the activations of its RGB copy, each channel holding
 the same normalised values). --out may not replace the --from-file source, a file of a
 run directory or an image."""
@@ -28,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", type=non_empty,
-                   help="vgg11, vgg13, vgg16, vgg19, vgg11_bn ... vgg19_bn, or googlenet_tv")
+                   help="a model with torchvision weights: vgg11 ... vgg19_bn, googlenet_tv, alexnet, "
+                        "resnet18 ... resnet152, inception_v3")
     p.add_argument("--out", type=non_empty, required=True, metavar="FILE",
                    help="where to write the weights (.safetensors)")
     p.add_argument("--from-file", type=non_empty, metavar="PTH",

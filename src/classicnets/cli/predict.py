@@ -14,8 +14,9 @@ file (JPEG, PNG including grey, RGBA and 16-bit, WebP, ...; EXIF orientation hon
 a folder, read recursively.
 
 --cam DIR writes IMAGE_cam.png per image: Grad-CAM of the top class, taken at the deepest
-block whose map is still at least 4x4 at the run's image size (the last block at 224 px;
-VGG's third max-pool or GoogLeNet's inception3b at 28 px, where the last maps are 1x1).
+block (as the network declares its blocks) whose map is still at least 4x4 at the run's
+image size (the last block at 224 px; VGG's third max-pool or GoogLeNet's inception3b at
+28 px, where the last maps are 1x1). A network with no feature map at that size is refused.
 An overlay never replaces an input or an image that is not an earlier overlay: such a
 DIR is refused before any image is classified.
 

@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="a registered model (see 'classicnets models'); with --paper also a family: "
                         "vgg, googlenet, lenet, alexnet, resnet or inception_v3")
     p.add_argument("--image-size", "--input-size", dest="input_size", type=bounded_image_size, default=None,
-                   help="height and width of the square input, as train's --image-size (default: 224)")
+                   help="height and width of the square input, as train's --image-size (default: the model's "
+                        "native size, 224 for most)")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: 3)")
     p.add_argument("--num-classes", type=positive_int, default=None, help="output classes (default: 1000)")
     p.add_argument("--batch-size", type=bounded_batch_size, default=None,
@@ -67,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis.summary import format_summary, summarize
-    from ..models import create_model
+    from ..models import create_model, get_model_entry
 
-    setting = {key: default if getattr(args, key) is None else getattr(args, key)
-               for key, default in DEFAULTS.items()}
+    # The model's own input side unless one is asked for (LeNet-5 as printed takes 32 px only).
+    native = {"input_size": getattr(get_model_entry(args.model), "native_input_size", None) or DEFAULTS["input_size"]}
+    setting = {key: {**DEFAULTS, **native}[key] if getattr(args, key) is None else getattr(args, key)
+               for key in DEFAULTS}
     with torch.device("meta"):  # shapes and counts only: nothing is allocated
         model = create_model(args.model, num_classes=setting["num_classes"], in_chans=setting["in_chans"])
     summary = summarize(model, setting["input_size"], setting["in_chans"], setting["batch_size"], name=args.model)

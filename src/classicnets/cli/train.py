@@ -72,6 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     transfer.add_argument("--init-from", type=non_empty, metavar="RUN_DIR|FILE",
                           help="load every matching tensor from a run or .safetensors file; a head of "
                                "another class count is replaced, a 1-channel stem adapted to 3 and back")
+    transfer.add_argument("--init-mode", choices=("vgg-staged",),
+                          help="with --init-from: the VGG paper's staged initialisation (a deeper VGG takes the "
+                               "first four convolutions and the three FC layers of a trained configuration A, by "
+                               "position; the rest starts at random)")
     transfer.add_argument("--freeze", choices=("features",), help="train the classifier head only")
     transfer.add_argument("--backbone-lr", type=float, metavar="X",
                           help="learning rate of everything but the head (default: --lr)")

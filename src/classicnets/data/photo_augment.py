@@ -38,6 +38,10 @@ class PhotoAugmentConfig:
     contrast: float = 0.4  # blend with the image's mean grey level, factor in [1 - c, 1 + c]
     saturation: float = 0.4  # blend with the grey image, factor in [1 - s, 1 + s]
     erasing: float = 0.0  # random-erasing probability, after normalisation, erases with 0
+    # The VGG paper's scale jittering ("multi-scale training", section 3.1): each image is
+    # rescaled isotropically so that its shorter side is a random S in [S_min, S_max] px, then a
+    # crop of the training size is taken at a random place. Replaces the random-resized crop.
+    scale_jitter: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.scale = _pair("scale", self.scale)
@@ -46,6 +50,12 @@ class PhotoAugmentConfig:
             raise UserError(f"augment scale must be two fractions 0 < low <= high <= 1, got {list(self.scale)}.")
         if not 0 < self.ratio[0] <= self.ratio[1]:
             raise UserError(f"augment ratio must be two positive numbers low <= high, got {list(self.ratio)}.")
+        if self.scale_jitter is not None:
+            low, high = _pair("scale_jitter", self.scale_jitter)
+            if not (low.is_integer() and high.is_integer() and 1 <= low <= high <= 8192):
+                raise UserError(f"augment scale_jitter must be two whole pixel sizes 1 <= S_min <= S_max <= 8192, "
+                                f"got {list(self.scale_jitter)}.")
+            self.scale_jitter = (int(low), int(high))
         if not isinstance(self.hflip, bool):
             raise UserError(f"augment hflip must be true or false, got {self.hflip!r}.")
         for name in ("brightness", "contrast", "saturation", "erasing"):
@@ -93,11 +103,13 @@ class PhotoAugmentConfig:
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["scale"], values["ratio"] = list(self.scale), list(self.ratio)
+        if self.scale_jitter is not None:
+            values["scale_jitter"] = list(self.scale_jitter)
         return values
 
     @property
     def crops(self) -> bool:
-        return self.scale != (1.0, 1.0)
+        return self.scale != (1.0, 1.0) or self.scale_jitter is not None
 
     @property
     def jitters(self) -> bool:
@@ -117,7 +129,7 @@ def _pair(name: str, value: Any) -> tuple[float, float]:
 
 
 def crop_flip_params(batch: int, height: int, width: int, config: PhotoAugmentConfig,
-                     generator: torch.Generator, device: torch.device) -> torch.Tensor:
+                     generator: torch.Generator, device: torch.device, crop_size: int | None = None) -> torch.Tensor:
     """Per-sample crop ``[B, 4]``: (w, h, cx, cy) in normalised coordinates.
 
     A crop keeps a fraction ``w`` of the width and ``h`` of the height, centred at
@@ -129,7 +141,17 @@ def crop_flip_params(batch: int, height: int, width: int, config: PhotoAugmentCo
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(batch, generator=generator, device=device)
 
-    if config.crops:
+    if config.scale_jitter is not None:
+        # Shorter side rescaled to S, then a crop_size square: it keeps crop_size / S of the
+        # shorter side, and proportionally less of the longer one.
+        shorter = min(height, width)
+        side = uniform(config.scale_jitter[0], config.scale_jitter[1] + 1).floor()  # whole pixels, as the paper's S
+        crop = float(crop_size if crop_size is not None else shorter)
+        w = (crop * shorter / (side * width)).clamp(max=1.0)
+        h = (crop * shorter / (side * height)).clamp(max=1.0)
+        cx = uniform(-1, 1) * (1 - w)
+        cy = uniform(-1, 1) * (1 - h)
+    elif config.crops:
         area = uniform(*config.scale)
         aspect = torch.exp(uniform(math.log(config.ratio[0]), math.log(config.ratio[1])))
         w = torch.sqrt(area * aspect * height / width).clamp(max=1.0)
@@ -227,7 +249,7 @@ class PhotoTransform:
 
     def _resample(self, x: torch.Tensor, augment: PhotoAugmentConfig, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = x.shape
-        params = crop_flip_params(batch, height, width, augment, generator, x.device)
+        params = crop_flip_params(batch, height, width, augment, generator, x.device, crop_size=self.image_size)
         grid = crop_grid(params, self.image_size)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 

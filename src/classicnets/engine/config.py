@@ -28,6 +28,7 @@ from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_known_dataset, is
 from ..data.file_datasets import FOLDER_PREFIX
 from ..data.photo_augment import PhotoAugmentConfig
 from ..errors import UserError
+from ..models.staged_init import INIT_MODES
 from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -58,6 +59,7 @@ class TrainConfig:
     # transfer: where the starting weights come from and what trains
     pretrained: str | None = None  # "torchvision": its ImageNet weights, where the network has them
     init_from: str | None = None  # a run directory or .safetensors file; every matching tensor is loaded
+    init_mode: str | None = None  # "vgg-staged": the VGG paper's staged initialisation from init_from
     freeze: str | None = None  # "features": train the classifier head only
     backbone_lr: float | None = None  # lr of everything but the head (None: lr); scheduled like lr
 
@@ -187,6 +189,11 @@ class TrainConfig:
             _check_choice("freeze", self.freeze, ("features",))
         if self.pretrained and self.init_from:
             raise UserError("pretrained and init_from both choose the starting weights; give only one.")
+        if self.init_mode is not None:
+            _check_choice("init_mode", self.init_mode, INIT_MODES)
+            if not self.init_from:
+                raise UserError(f"init_mode {self.init_mode} copies layers from a trained run; give it with "
+                                f"--init-from RUN_DIR.")
         if self.backbone_lr is not None:
             _check_at_least("backbone_lr", self.backbone_lr, 0)
 

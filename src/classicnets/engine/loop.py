@@ -65,8 +65,9 @@ from ..errors import UserError, disk_full_cause, one_line
 from ..files import replace_file
 from ..models import create_model, get_model_entry, run_or_refuse_input
 from ..models.porting import port_report
+from ..models.staged_init import copy_pairs, staged_init_pairs
 from .checkpoint import (BEST_WEIGHTS, LAST_CHECKPOINT, capture_rng_state, check_checkpoint_contents,
-                         load_checkpoint, read_weights, restore_rng_state, save_checkpoint, save_weights)
+                         load_checkpoint, load_run, read_weights, restore_rng_state, save_checkpoint, save_weights)
 from .config import TrainConfig
 from .distributed import (DistContext, all_reduce_sum, barrier, from_rank_zero, init_distributed, rank_device,
                           ranks_where, teardown_distributed)
@@ -672,11 +673,21 @@ def create_starting_model(config: TrainConfig, num_classes: int, in_chans: int,
         model_kwargs.update(report.model_kwargs)
         say(f"started from torchvision's ImageNet weights: {report.summary()}")
     if config.init_from and not resuming:
-        say(f"started from {config.init_from}:\n{init_from(model, config.init_from)}")
+        if config.init_mode:
+            say(f"started from {config.init_from} ({config.init_mode}):\n{staged_init(model, config)}")
+        else:
+            say(f"started from {config.init_from}:\n{init_from(model, config.init_from)}")
     if config.freeze == "features":
         frozen = freeze_features(model)
         say(f"froze the {frozen:,} parameters outside the classifier head")
     return model, model_kwargs
+
+
+def staged_init(model: nn.Module, config: TrainConfig) -> str:
+    """Copy the layers ``config.init_mode`` names from the run in ``config.init_from``, by position."""
+    source, _ = load_run(config.init_from)
+    lines = copy_pairs(source, model, staged_init_pairs(config.init_mode, source, model))
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def check_image_size_fits(name: str, model_kwargs: dict, num_classes: int, in_chans: int, image_size: int) -> None:

@@ -33,7 +33,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-def _save_figure(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     atomic_write_bytes(path, buffer.getvalue())
@@ -56,7 +56,7 @@ def train_loss_terms(label_smoothing: float, aux_weight: float | None) -> list[s
 def plot_curves(path: Path, history: Sequence[dict[str, Any]], title: str,
                 loss_terms: Sequence[str] = ()) -> None:
     """Write ``curves.png``: see :func:`curves_figure`."""
-    _save_figure(curves_figure(history, title, loss_terms), path)
+    save_figure(curves_figure(history, title, loss_terms), path)
 
 
 def curves_figure(history: Sequence[dict[str, Any]], title: str, loss_terms: Sequence[str] = ()):
@@ -106,7 +106,7 @@ def plot_confusion_matrix(path: Path, confusion: torch.Tensor, class_names: Sequ
             colour = "white" if rates[row, col] > 0.5 else "black"
             axes.text(col, row, str(int(counts[row, col])), ha="center", va="center", fontsize=7, color=colour)
     axes.set_title(title)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def git_commit(directory: Path) -> str | None:

@@ -40,7 +40,7 @@ from torch import nn
 from ..errors import UserError, load_failure_reason, one_line
 from ..files import atomic_write_bytes
 from .protocol import aux_heads, class_layer_names, head_name, module_name, stem_name
-from .registry import ModelEntry, create_model, get_model_entry, registered_entries
+from .registry import ModelEntry, create_model, get_model_entry, register_pretrained_source, registered_entries
 
 # torchvision GoogLeNet name -> ours, one dotted segment at a time. The stem's 1x1
 # reduce is torchvision's conv2 and its 3x3 conv is conv3; we name them as the paper's
@@ -434,3 +434,6 @@ def load_ported_weights(path: str | os.PathLike) -> nn.Module:
     model.port_report = PortReport(model=name, num_classes=num_classes, in_chans=in_chans,
                                    model_kwargs=model_kwargs, loaded=tuple(state_dict))
     return model
+
+
+register_pretrained_source("torchvision", build_pretrained)

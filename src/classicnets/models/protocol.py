@@ -30,6 +30,12 @@ The model itself, required (:func:`missing_protocol`):
 ``forward_features(x)``, ``forward_head(features)``, ``penultimate_features(x)``
     the body, the classifier, and what the last layer reads (``embed``).
 
+Members are looked up on the class (properties and methods), so a plain module that
+merely has a ``head`` attribute is not taken for a network of this package.
+
+The builder takes ``num_classes``, ``in_chans`` and ``init_weights``; one whose network
+has auxiliary heads also takes ``aux_logits`` (porting sets it from the state dict).
+
 The model, optional (the defaults here serve most networks):
 
 ``aux_heads()``
@@ -43,7 +49,8 @@ The model, optional (the defaults here serve most networks):
     own module (blocks without a feature map at the image's size are left out).
 ``summary_blocks()``
     ``[(block, (module names))]`` grouping ``summary``'s rows; default: each block holds
-    the modules registered after the previous block's and up to its own, the auxiliary
+    the modules whose output comes after the previous block's and up to its own (in the
+    forward pass ``summary`` traces; in registration order without one), the auxiliary
     heads are blocks of their own, and what follows the last block is ``head``.
 ``dense_head()``
     :class:`FullyConnectedHead` (FC layers that dense evaluation turns into
@@ -208,29 +215,52 @@ def block_parts(model: nn.Module) -> dict[str, list[str]]:
     return {name: [qualified] for name, qualified, _ in named_blocks(model)}
 
 
-def summary_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
-    """(block, qualified names of its modules) for ``summary`` (see the module docstring)."""
+def summary_blocks(model: nn.Module, order: Mapping[str, int] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(block, qualified names of its modules) for ``summary`` (see the module docstring).
+
+    ``order`` is the position at which each module's output appeared in a forward pass
+    (qualified name -> position; a module that did not run is missing). Without it the
+    registration order stands in for the forward order.
+    """
     if hasattr(model, "summary_blocks"):
         return [(block, tuple(members)) for block, members in model.summary_blocks()]
     modules = list(model.named_modules())  # pre-order: a module, then everything inside it
-    last = {qualified: index for index, (qualified, _) in enumerate(modules)}
-    for qualified, _ in reversed(modules):  # the position where each module's subtree ends
+    index = {qualified: i for i, (qualified, _) in enumerate(modules)}
+    end = dict(index)  # where each module's subtree ends, in pre-order
+    for qualified, _ in reversed(modules):
         parent = qualified.rpartition(".")[0]
-        if qualified and parent in last:
-            last[parent] = max(last[parent], last[qualified])
+        if qualified and parent in end:
+            end[parent] = max(end[parent], end[qualified])
+    if order is None:
+        place, block_ends = index.get, [(name, end[qualified]) for name, qualified, _ in named_blocks(model)]
+    else:
+        place, block_ends = order.get, [(name, order.get(qualified)) for name, qualified, _ in named_blocks(model)]
     aux = {module_name(model, module): name for name, module in aux_heads(model).items()}
-    block_ends = [(name, last[qualified]) for name, qualified, _ in named_blocks(model)]
 
-    def group(index: int, qualified: str) -> str:
+    def group_of(qualified: str) -> str:
         for prefix, name in aux.items():
             if qualified == prefix or qualified.startswith(prefix + "."):
                 return name
-        return next((name for name, end in block_ends if index <= end), HEAD_BLOCK)
+        position = place(qualified)
+        if position is None:  # it did not run: nothing to attribute to a block
+            return HEAD_BLOCK
+        return next((name for name, last in block_ends if last is not None and position <= last), HEAD_BLOCK)
 
+    # Every module that is a row of its own (a leaf, or one owning parameters) gets a block;
+    # a module is listed when everything inside it is in one block and its parent is not.
+    subtree_groups: dict[str, set[str]] = {}
+    for qualified, module in modules:
+        if qualified and (not list(module.children()) or any(True for _ in module.parameters(recurse=False))):
+            group = group_of(qualified)
+            parts = qualified.split(".")
+            for depth in range(1, len(parts) + 1):
+                subtree_groups.setdefault(".".join(parts[:depth]), set()).add(group)
     groups: dict[str, list[str]] = {}
-    for index, (qualified, _) in enumerate(modules):
-        if qualified and group(index, qualified) == group(last[qualified], modules[last[qualified]][0]):
-            groups.setdefault(group(index, qualified), []).append(qualified)  # a module spanning blocks is not one
+    for qualified, _ in modules:
+        own = subtree_groups.get(qualified, set())
+        parent = qualified.rpartition(".")[0]
+        if qualified and len(own) == 1 and not (parent and len(subtree_groups.get(parent, ())) == 1):
+            groups.setdefault(next(iter(own)), []).append(qualified)
     return [(block, tuple(members)) for block, members in groups.items()]
 
 

@@ -119,13 +119,22 @@ def create_model(
     entry = get_model_entry(name)
     check_count("num_classes", num_classes, MAX_CLASSES)
     check_count("in_chans", in_chans, MAX_IN_CHANS)
-    if pretrained not in (None, "torchvision"):
-        raise UserError(f"unknown pretrained source {pretrained!r}; the only one is 'torchvision'.")
-    if pretrained == "torchvision":
-        from .porting import build_pretrained  # imports torchvision.models only when asked
+    if pretrained is None:
+        return entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained not in _PRETRAINED_SOURCES:
+        known = " or ".join(repr(source) for source in sorted(_PRETRAINED_SOURCES))
+        raise UserError(f"unknown pretrained source {pretrained!r}; the only one is {known}.")
+    return _PRETRAINED_SOURCES[pretrained](entry, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
-        return build_pretrained(entry, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    return entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+# Where ready-made weights come from, by name: porting.py (the bridge to torchvision) adds
+# "torchvision" when the package loads, so this module never imports it back.
+_PRETRAINED_SOURCES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_pretrained_source(name: str, build: Callable[..., nn.Module]) -> None:
+    """``build(entry, num_classes=, in_chans=, **kwargs)`` makes ``create_model(name, pretrained=name)``."""
+    _PRETRAINED_SOURCES[name] = build
 
 
 def check_count(name: str, value: Any, limit: int) -> None:
