@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     split = {name: value for name, value in (("seed", args.seed), ("val_size", args.val_size)) if value is not None}
     if split and unused_settings(args.dataset, {"val_size": 1}):  # its split does not hold out a val part
-        raise UserError(f"--seed and --val-size choose the split of datasets that hold out a validation part "
-                        f"(fashion-mnist, cifar10, stl10) only; {args.dataset}'s split comes from its manifest.")
+        raise UserError(f"--seed and --val-size choose the part fashion-mnist holds out and the split of cifar10 "
+                        f"and stl10 only; {args.dataset}'s split comes from its manifest.")
     result = training_split_mean_std(args.dataset, args.data_dir, manifest=args.manifest,
                                      image_size=args.image_size, workers=args.workers,
                                      progress=sys.stderr.isatty(), download=args.download,

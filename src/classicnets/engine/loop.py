@@ -307,8 +307,6 @@ def _train(config: TrainConfig, run_dir: Path, device: torch.device, resume: boo
     progress = restore(session, checkpoint)
     start_run_files(session, progress)
     announce(session, progress)
-    if session.is_main:
-        session.doctor = TrainingDoctor(session.model, config, session.data.num_classes)
     wall_before = progress["wall_seconds"]
     try:
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
@@ -360,7 +358,8 @@ def set_up(config: TrainConfig, run_dir: Path, device: torch.device, context: Di
             "class_names": data.class_names, "model_kwargs": model_kwargs,
         },
         loss_terms=train_loss_terms(config.label_smoothing, aux_weight), resumed=checkpoint is not None,
-        stale_results=checkpoint is not None)
+        stale_results=checkpoint is not None,
+        doctor=TrainingDoctor(model, config, data.num_classes) if context.is_main else None)
 
 
 def restore(session: Session, checkpoint: dict | None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from .protocol import FullyConnectedHead
+from .protocol import FeaturesClassifierNet, FullyConnectedHead
 from .vgg import make_lrn  # AlexNet's LRN, with PyTorch's alpha/size convention handled
 
 PAPER = ("Krizhevsky, Sutskever & Hinton, 2012, "
@@ -97,7 +97,7 @@ def make_classifier(in_features: int, num_classes: int, dropout: float, after_fc
     )
 
 
-class AlexNet(nn.Module):
+class AlexNet(FeaturesClassifierNet):
     def __init__(self, spec: AlexNetSpec = SPECS["alexnet"], num_classes: int = 1000, in_chans: int = 3,
                  dropout: float = 0.5, init_weights: bool = True) -> None:
         super().__init__()
@@ -118,18 +118,6 @@ class AlexNet(nn.Module):
         for module in convs + linears:
             nn.init.normal_(module.weight, 0.0, 0.01)
             nn.init.constant_(module.bias, 1.0 if module in unit_bias else 0.0)
-
-    @property
-    def stem(self) -> nn.Conv2d:
-        return self.features[0]
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.classifier[-1]
-
-    @property
-    def aux_outputs(self) -> dict[str, float]:
-        return {}
 
     def dense_head(self) -> FullyConnectedHead:
         """The FC layers read a 6x6 window: dense evaluation makes them 6x6 and 1x1 convolutions."""

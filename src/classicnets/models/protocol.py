@@ -103,6 +103,27 @@ class GlobalPoolHead:
     dropout: nn.Module | None = None
 
 
+class FeaturesClassifierNet(nn.Module):
+    """The protocol answers shared by networks built as ``features`` (convolutions and pools,
+    input first) then ``classifier`` (FC layers, logits last) without auxiliary heads: VGG
+    and AlexNet."""
+
+    features: nn.Sequential
+    classifier: nn.Sequential
+
+    @property
+    def stem(self) -> nn.Conv2d:
+        return self.features[0]
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    @property
+    def aux_outputs(self) -> dict[str, float]:
+        return {}
+
+
 def missing_protocol(model: nn.Module) -> list[str]:
     """The required protocol members ``model`` lacks (empty for a network of this package)."""
     return [name for name in REQUIRED if not hasattr(type(model), name)]

@@ -17,7 +17,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-from .protocol import FullyConnectedHead
+from .protocol import FeaturesClassifierNet, FullyConnectedHead
 
 PAPER = "Simonyan & Zisserman, 2014, Very Deep Convolutional Networks for Large-Scale Image Recognition"
 YEAR = 2014
@@ -68,7 +68,7 @@ def make_features(config: Sequence[LayerSpec], in_chans: int, batch_norm: bool) 
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(FeaturesClassifierNet):
     """Convolutional body from a Table 1 row, then FC-4096, FC-4096, FC-classes."""
 
     def __init__(
@@ -110,18 +110,6 @@ class VGG(nn.Module):
                 nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ the model protocol
-
-    @property
-    def stem(self) -> nn.Conv2d:
-        return self.features[0]
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.classifier[-1]
-
-    @property
-    def aux_outputs(self) -> dict[str, float]:
-        return {}
 
     def _stages(self) -> list[list[int]]:
         """Indices into ``features`` of each convolutional stage; a max-pool closes each."""
