@@ -10,7 +10,8 @@ EPILOG = """\
 The model, data and optimizer are built as `classicnets train` builds them from the same
 recipe and flags; then the learning rate grows exponentially from --start-lr to --end-lr
 over --steps steps (cycling through the training split) while the smoothed training loss
-is recorded. The test stops early once the loss is 4 times its minimum or not finite.
+is recorded. The test stops early once the loss is 4 times its minimum, 20% above where it
+started, or not finite.
 Suggested: a tenth of the rate at the loss minimum (past the steepest fall, safely before
 the explosion); give it to train as --lr (the peak rate of its schedule).
 

@@ -26,7 +26,8 @@ from .optim import training_loss
 from .progress import EpochProgress
 
 SMOOTHING = 0.98  # exponential moving average of the loss (bias-corrected)
-EXPLOSION = 4.0  # stop when the smoothed loss exceeds this multiple of its minimum
+EXPLOSION = 4.0  # stop when the smoothed loss exceeds this multiple of its minimum ...
+ABOVE_START = 1.2  # ... or rises this far above where it started (cross-entropy saturates near ln C)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _sweep(session, lrs: list[float], quiet: bool) -> RangeTest:
         losses.append(corrected)
         best = min(best, corrected)
         bar.update(1, corrected, 0.0, 0.0)
-        if step > 10 and corrected > EXPLOSION * best:
+        if step > 10 and corrected > min(EXPLOSION * best, ABOVE_START * losses[0]):
             exploded = True
             break
     bar.close()
