@@ -9,7 +9,7 @@ Runs the project's benchmark scripts, each step in its own process under its own
     time_to_accuracy                 70 s  time_to_accuracy.py: recipes/fashion_mnist/vgg16_fast.yaml to >= 94%
     ddp_overhead                     55 s  ddp_overhead.py: vgg16 and googlenet, one plain process against
                                            one DDP rank started by torchrun
-    accuracy_short                   80 s  fashion_mnist_accuracy.py: googlenet.yaml, seed 0, 8 epochs
+    accuracy_short                   80 s  recipe_accuracy.py: googlenet.yaml, seed 0, 8 epochs
 
 Every measurement becomes one JSON line (the scripts' own lines, see benchlib.py, plus
 ``measurement``, ``dry_run``, ``budget_s``, ``step_wall_s`` and ``suite_command``), printed
@@ -110,7 +110,7 @@ def plan(args: argparse.Namespace, device: str, data_dir: Path, runs: Path) -> l
     short = train_dry + ["--warmup-epochs", "0"] if dry else ["--epochs", str(SHORT_EPOCHS), "--warmup-epochs", "2"]
     steps.append(Measurement(
         "accuracy_short", 80,
-        [py, str(HERE / "fashion_mnist_accuracy.py"), "--recipe", str(RECIPES / "googlenet.yaml"), "--seeds", "0",
+        [py, str(HERE / "recipe_accuracy.py"), "--recipe", str(RECIPES / "googlenet.yaml"), "--seeds", "0",
          "--out-root", str(out), "--", *data, "--device", device, *short],
         [line("googlenet", "test_accuracy", seed=0)], run_dir=out))
     return steps

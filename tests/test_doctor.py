@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import classicnets
+
 from classicnets.cli.main import main
 from classicnets.data import BatchTransform, DataBundle, DeviceBatcher, channel_mean_std
 from classicnets.engine import doctor as training_doctor
@@ -81,3 +83,21 @@ def test_the_diagnosis_names_the_causes_of_a_deep_plain_network():
 def test_a_run_that_learns_is_not_stalled():
     doctor = TrainingDoctor(torch.nn.Conv2d(1, 1, 1), build_config(None, {"model": "googlenet"}), num_classes=10)
     assert doctor.check(1000, 0.9, 0.70) is None
+
+
+def test_the_stalled_photo_run_of_the_issue_is_caught():
+    """googlenet (aux off) on cats-vs-dogs at 64 px, batch 64, SGD one-cycle to 0.05, label
+    smoothing 0.1, the photo augmentation: training accuracy 50-51% and loss above ln 2 after
+    300 steps."""
+    config = build_config(None, {"model": "googlenet", "model_kwargs": {"aux_logits": False},
+                                 "dataset": "cats-vs-dogs", "image_size": 64, "batch_size": 64,
+                                 "optimizer": "sgd", "lr": 0.05, "scheduler": "onecycle",
+                                 "label_smoothing": 0.1, "augment": {"scale": [0.25, 1.0], "brightness": 0.4}})
+    model = classicnets.create_model("googlenet", num_classes=2, in_chans=3, aux_logits=False)
+    doctor = TrainingDoctor(model, config, num_classes=2)
+    assert doctor.check(300, 0.74, 0.58) is None  # 58% of 2 classes: it has started
+    message = doctor.check(300, 0.705, 0.508)
+    assert "after 300 steps the training accuracy is 50.8%" in message and "ln 2 = 0.693" in message
+    assert "lr 0.05 with sgd" in message and "lr-find" in message and "augmentation" in message
+    assert "no warm-up" not in message  # one-cycle rises from lr/25: that is a warm-up
+    assert "no batch norm" not in message and "staged" not in message  # GoogLeNet here has batch norm

@@ -67,6 +67,46 @@ def test_impossible_settings_are_refused(values, message):
         config(**values)
 
 
+def test_photo_datasets_take_their_own_defaults_where_nothing_is_given(tmp_path):
+    from classicnets.engine.config import PHOTO_DEFAULTS
+    from classicnets.data.photo_augment import SMALL_IMAGE, SMALL_IMAGE_AUGMENT
+
+    small = config(dataset="cats-vs-dogs", image_size=SMALL_IMAGE)
+    assert {name: getattr(small, name) for name in PHOTO_DEFAULTS} == PHOTO_DEFAULTS
+    assert small.optimizer == "adamw" and small.scheduler == "onecycle"
+    for name, value in SMALL_IMAGE_AUGMENT.items():
+        assert small.augment[name] == (list(value) if isinstance(value, tuple) else value)
+    large = config(dataset=f"folder:{tmp_path}", image_size=SMALL_IMAGE + 1)
+    assert large.augment["scale"] == [0.25, 1.0] and large.augment["brightness"] == 0.4  # the paper's
+    assert large.optimizer == "adamw"
+
+    # Given settings win; an optimizer given brings the built-in lr and weight decay, not AdamW's.
+    recipe = tmp_path / "sgd.yaml"
+    recipe.write_text("optimizer: sgd\naugment: {hflip: false}\n")
+    sgd = build_config(recipe, {"model": "googlenet", "dataset": "cats-vs-dogs", "image_size": 32,
+                                "label_smoothing": 0.0})
+    assert (sgd.optimizer, sgd.lr, sgd.weight_decay) == ("sgd", TrainConfig.lr, TrainConfig.weight_decay)
+    assert sgd.label_smoothing == 0.0 and sgd.scheduler == "onecycle"
+    assert sgd.augment["hflip"] is False and sgd.augment["scale"] == list(SMALL_IMAGE_AUGMENT["scale"])
+    assert config(dataset="cats-vs-dogs", optimizer="adamw").lr == PHOTO_DEFAULTS["lr"]
+
+    # Fashion-MNIST keeps the built-in defaults.
+    grey = config()
+    assert (grey.optimizer, grey.lr, grey.scheduler, grey.label_smoothing) == ("sgd", 0.01, "cosine", 0.0)
+
+
+def test_train_help_shows_the_photo_defaults(capsys):
+    from classicnets.cli.main import main
+    from classicnets.engine.config import PHOTO_DEFAULTS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "photos: adamw" in text and f"photos: {PHOTO_DEFAULTS['lr']:g}" in text
+    assert "photo defaults: a photo dataset (cats-vs-dogs, cifar10, folder:PATH, stl10)" in text
+    assert "at 64 px or less scale [0.5, 1.0]" in text
+
+
 def test_resume_allows_raising_epochs_only(tmp_path):
     saved = config(epochs=4, lr=0.1, out=str(tmp_path))
     saved.save(tmp_path / "config.yaml")

@@ -23,7 +23,7 @@ from classicnets.data import BatchTransform, DataBundle, DeviceBatcher, channel_
 from classicnets.engine import build_config, train
 from classicnets.engine.checkpoint import load_run, save_weights
 
-from test_photos import make_folder
+from test_photos import make_folder, make_kaggle
 
 CLASSES = ["circle", "square", "stripe", "cross"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -319,3 +319,25 @@ def test_another_dataset_gets_its_own_split_not_the_runs_sizes():
     assert _split_options(settings, own=True) == {"val_size": 50, "subset": 100, "manifest": "split.csv",
                                                   "skip_bad": True}
     assert _split_options(settings, own=False) == {}  # e.g. --dataset folder:PATH with 40 training images
+
+
+def test_evaluate_scores_every_photo_of_another_kaggle_folder(tmp_path, monkeypatch, capsys):
+    """How others check a cats-vs-dogs recipe: --split all scores each photo of their folder once."""
+    monkeypatch.setenv("CLASSICNETS_CACHE", str(tmp_path / "cache"))
+    make_kaggle(tmp_path / "ours" / "cats-vs-dogs", cats=10, dogs=10)
+    run_dir = tmp_path / "run"
+    train(build_config(None, {"model": "lenet5", "dataset": "cats-vs-dogs", "data_dir": str(tmp_path / "ours"),
+                              "image_size": 32, "epochs": 1, "batch_size": 8, "device": "cpu",
+                              "out": str(run_dir)}), quiet=True)
+    make_kaggle(tmp_path / "theirs" / "cats-vs-dogs", cats=7, dogs=6)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--dataset", "cats-vs-dogs", "--data-dir", str(tmp_path / "theirs"),
+                 "--split", "all", "--device", "cpu", "--out", str(out)]) == 0
+    assert "on 13 cats-vs-dogs all images" in capsys.readouterr().out
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["num_samples"] == 13
+    assert {name: row["support"] for name, row in report["per_class"].items()} == {"cat": 7, "dog": 6}
+    # The run's own test split stays what it was.
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--out", str(tmp_path / "own")]) == 0
+    own = json.loads((tmp_path / "own" / "evaluation.json").read_text())["num_samples"]
+    assert own == json.loads((run_dir / "summary.json").read_text())["test_images"] < 20

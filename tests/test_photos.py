@@ -787,7 +787,15 @@ def test_a_few_real_shared_photos():
 
 # ----------------------------------------------------------------------------- recipes
 
-@pytest.mark.parametrize("name", ["googlenet", "vgg16_bn"])
+CATS_VS_DOGS_RECIPES = sorted(path.stem for path in
+                              (Path(__file__).resolve().parents[1] / "recipes" / "cats_vs_dogs").glob("*.yaml"))
+
+
+def test_the_cats_vs_dogs_recipes_are_found():
+    assert {"googlenet", "vgg16_bn", "resnet18_cpu"} <= set(CATS_VS_DOGS_RECIPES)
+
+
+@pytest.mark.parametrize("name", CATS_VS_DOGS_RECIPES)
 def test_cats_vs_dogs_recipes_are_valid(name):
     import yaml
 
@@ -796,7 +804,8 @@ def test_cats_vs_dogs_recipes_are_valid(name):
     recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "cats_vs_dogs" /
                              f"{name}.yaml").read_text())
     assert not set(recipe) - set(config_fields())  # every key is a training setting
-    assert recipe["model"] == name and recipe["dataset"] == "cats-vs-dogs"
+    assert name.split("_cpu")[0] == recipe["model"] and recipe["dataset"] == "cats-vs-dogs"  # named by model
+    assert recipe.get("pretrained") is None and recipe.get("init_from") is None  # from scratch
     assert PhotoAugmentConfig.from_dict(recipe["augment"]).enabled
 
 
@@ -811,7 +820,7 @@ def test_paths_of_the_wrong_kind_are_named_as_such(tmp_path):
         read_manifest(tmp_path, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["googlenet", "vgg16_bn"])
+@pytest.mark.parametrize("name", CATS_VS_DOGS_RECIPES)
 def test_cats_vs_dogs_recipes_train_a_few_steps(name, tmp_path):
     # Their settings (photo augmentation, EMA, aux heads, schedule) run end to end, shrunk to the CPU.
     from classicnets.engine import build_config, train

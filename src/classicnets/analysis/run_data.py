@@ -10,6 +10,7 @@ in order; mapping other names by position must be asked for.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from ..data import is_known_dataset, unused_settings
 from ..errors import UserError
 
-SPLITS = ("test", "val")
+SPLITS = ("test", "val", "all")  # all: every image of the dataset (train, val and test parts)
 SHOWN_CLASSES = 6  # class names a message lists before cutting the list short
 
 
@@ -147,10 +148,10 @@ def load_run_split(
     def convert(images: torch.Tensor) -> torch.Tensor:
         return images if same else renormalize(images, data.mean, data.std, mean, std)
 
-    batcher = data.test if split == "test" else data.val
-    total = data.split_sizes[split]
+    batchers = data.plain_batchers(split)
+    total = sum(data.split_sizes.values()) if split == "all" else data.split_sizes[split]
     return RunSplit(
-        batches=_RestartableBatches(batcher, limit, convert),
+        batches=_RestartableBatches(batchers, limit, convert),
         num_images=total if limit is None else min(limit, total),
         dataset=name,
         class_names=run_classes,
@@ -189,10 +190,10 @@ def short_list(names: Sequence[str], shown: int = SHOWN_CLASSES) -> str:
 
 
 class _RestartableBatches:
-    """Iterating starts over each time, as the underlying batcher does."""
+    """The batches of the batchers in turn; iterating starts over each time, as a batcher does."""
 
-    def __init__(self, batcher: Iterable, limit: int | None, convert) -> None:
-        self.batcher, self.limit, self.convert = batcher, limit, convert
+    def __init__(self, batchers: Sequence[Iterable], limit: int | None, convert) -> None:
+        self.batchers, self.limit, self.convert = batchers, limit, convert
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return _limited(self.batcher, self.limit, self.convert)
+        return _limited(itertools.chain.from_iterable(self.batchers), self.limit, self.convert)

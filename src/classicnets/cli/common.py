@@ -77,7 +77,9 @@ def add_run_data_arguments(p: argparse.ArgumentParser, dataset_help: str) -> Non
     """The inputs of commands that run a trained run over one of its data splits
     (``evaluate``, ``embed``): the run, the split, where the data is, batch size, device."""
     p.add_argument("run_dir", type=non_empty, metavar="RUN_DIR", help="run directory written by classicnets train")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    p.add_argument("--split", choices=("test", "val", "all"), default="test",
+                   help="default test; all = every image of the dataset (its train, val and test parts), e.g. "
+                        "another folder of photos scored whole with --dataset and --data-dir")
     p.add_argument("--dataset", type=non_empty, help=dataset_help)
     p.add_argument("--data-dir", type=non_empty, metavar="DIR",
                    help="data root (default: the run's, else $CLASSICNETS_DATA)")

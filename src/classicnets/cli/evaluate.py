@@ -53,8 +53,8 @@ an image).
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="accuracy, per-class scores, calibration and mistakes of a trained run",
-        description="Evaluate a trained run on its test or validation split, with the papers' "
-                    "test-time methods (flip, 10-crop, multi-scale, dense).",
+        description="Evaluate a trained run on its test or validation split, or on every image of a "
+                    "dataset (--split all), with the papers' test-time methods (flip, 10-crop, multi-scale, dense).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_data_arguments(p, dataset_help="evaluate on this dataset instead of the run's (same class names, "
                                            "same order)")

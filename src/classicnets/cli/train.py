@@ -9,8 +9,12 @@ from .common import (bounded_batch_size, bounded_image_size, bounded_seed, fract
                      positive_float, positive_int)
 
 EPILOG = """\
-precedence: built-in defaults < --recipe YAML < flags; the effective configuration is
-saved as RUN_DIR/config.yaml.
+precedence: built-in defaults < photo defaults (photo datasets only) < --recipe YAML <
+flags; the effective configuration is saved as RUN_DIR/config.yaml.
+
+photo defaults: a photo dataset ({photo_datasets})
+takes, where neither recipe nor flag sets them, {photo_defaults}. lr and weight decay come
+with the optimizer: another --optimizer keeps the built-in ones unless they are given too. Measured: BENCHMARKS.md.
 
 outputs in the run directory: config.yaml, metrics.csv, best.safetensors (best
 validation weights, loadable on their own), last.ckpt (for --resume), curves.png,
@@ -52,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model (recipe + flags), or resume a run",
         description="Train a model on a dataset: seeded train/val split, best epoch chosen on validation "
                     "accuracy, test split evaluated once at the end with the best weights.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to train")
     what.add_argument("--model", type=non_empty, help="model name (see `classicnets models`)")
     what.add_argument("--dataset", type=non_empty, help="dataset name (default fashion-mnist)")
@@ -135,11 +139,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def epilog() -> str:
+    import textwrap
+
+    from ..data.registry import list_photo_datasets
+    from ..engine.config import photo_defaults_text
+
+    text = EPILOG.format(photo_datasets=", ".join(list_photo_datasets()), photo_defaults=photo_defaults_text())
+    head, rest = text.split("\n\nphoto defaults:", 1)
+    paragraph, tail = rest.split("\n\n", 1)
+    wrapped = textwrap.fill("photo defaults:" + " ".join(paragraph.split("\n")), width=88)
+    return f"{head}\n\n{wrapped}\n\n{tail}"
+
+
 def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
-    """Append TrainConfig's default to each setting's help, so --help can never drift from it.
+    """Append TrainConfig's default to each setting's help, so --help can never drift from it,
+    and the photo datasets' own default where they have one (:data:`PHOTO_DEFAULTS`).
 
     The flags themselves default to None: a flag not given must not override the recipe."""
-    from ..engine.config import TrainConfig
+    from ..engine.config import PHOTO_DEFAULTS, TrainConfig
 
     defaults = TrainConfig()
     for group in groups:
@@ -151,6 +169,9 @@ def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
             if value is None and field not in SWITCHED_OFF_BY_NONE:
                 continue  # e.g. --subset: "not given" is explained by its help
             shown = "off" if value is None or value is False else "on" if value is True else value
+            if field in PHOTO_DEFAULTS:
+                shown = f"{shown}; photos: {PHOTO_DEFAULTS[field]:g}" if isinstance(PHOTO_DEFAULTS[field], float) \
+                    else f"{shown}; photos: {PHOTO_DEFAULTS[field]}"
             action.help = f"{action.help} (default: {shown})" if action.help else f"default: {shown}"
 
 

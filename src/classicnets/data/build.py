@@ -46,6 +46,18 @@ class DataBundle:
     std: list[float]
     image_size: int
     split_sizes: dict[str, int]  # whole splits, before sharding over ranks
+    # The training part without augmentation, in evaluation batches: for scoring every image
+    # of a dataset (``evaluate --split all``). None where a caller built the bundle by hand.
+    train_plain: Batcher | None = None
+
+    def plain_batchers(self, split: str) -> list[Batcher]:
+        """The unaugmented batchers that cover ``split``: "train", "val", "test", or "all"
+        (train, val and test in turn: every image of the dataset once)."""
+        parts = {"train": [self.train_plain], "val": [self.val], "test": [self.test]}
+        parts["all"] = parts["train"] + parts["val"] + parts["test"]
+        if None in parts[split]:
+            raise ValueError("this DataBundle was built without its unaugmented training batcher")
+        return parts[split]
 
 
 def build_data(
@@ -119,8 +131,10 @@ def build_data(
     augmented = source.transform_type(mean, std, image_size, augment, device)
     makers = [batcher_factory(pool.images, pool.labels, plan, plain, augmented) for pool in data.pools]
     batchers = {part: makers[pool](indices, part == "train") for part, (pool, indices) in data.parts.items()}
+    train_pool, train_indices = data.parts["train"]
     return DataBundle(
         train=batchers["train"], val=batchers["val"], test=batchers["test"],
+        train_plain=makers[train_pool](train_indices, False),
         num_classes=len(data.class_names), in_chans=data.pools[0].images.shape[1],
         class_names=list(data.class_names), mean=list(mean), std=list(std), image_size=image_size,
         split_sizes={part: data.size(part) for part in ("train", "val", "test")})

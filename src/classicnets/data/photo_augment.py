@@ -27,6 +27,11 @@ from .augment import AugmentConfig, check_transform_call, normalisation_constant
 LUMA = (0.299, 0.587, 0.114)
 
 
+# Photos at or under this size (px) get the milder default augmentation below.
+SMALL_IMAGE = 64
+SMALL_IMAGE_AUGMENT: dict[str, Any] = {"scale": (0.5, 1.0), "brightness": 0.1, "contrast": 0.1, "saturation": 0.1}
+
+
 @dataclass
 class PhotoAugmentConfig:
     """Training augmentation for photos (``build_data(augment=...)`` of a photo dataset)."""
@@ -95,6 +100,26 @@ class PhotoAugmentConfig:
         if isinstance(augment, AugmentConfig):
             return cls.from_basic(augment)
         raise UserError(f"augment must be a PhotoAugmentConfig or a mapping, got {augment!r}.")
+
+    @classmethod
+    def for_image_size(cls, image_size: int) -> dict[str, Any]:
+        """The default options at ``image_size`` px: the paper's strength above
+        :data:`SMALL_IMAGE`; at or below it, crops that keep more of the photo and milder
+        colour jitter (:data:`SMALL_IMAGE_AUGMENT`), since a small image has little to spare."""
+        options = cls().to_dict()
+        if image_size <= SMALL_IMAGE:
+            options |= {name: list(value) if isinstance(value, tuple) else value
+                        for name, value in SMALL_IMAGE_AUGMENT.items()}
+        return options
+
+    @classmethod
+    def size_rule(cls) -> str:
+        """:meth:`for_image_size` in words, for ``--help``."""
+        small = ", ".join(f"{name} {list(value) if isinstance(value, tuple) else value:}"
+                          for name, value in SMALL_IMAGE_AUGMENT.items())
+        paper = cls()
+        return (f"at {SMALL_IMAGE} px or less {small}; above, scale {list(paper.scale)}, brightness, contrast "
+                f"and saturation {paper.brightness:g}; flip at every size")
 
     @classmethod
     def off(cls) -> "PhotoAugmentConfig":

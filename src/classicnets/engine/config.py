@@ -37,6 +37,22 @@ DEVICES = ("auto", "cpu", "cuda")
 # torch.compile modes; the last three capture CUDA graphs or autotune kernels.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+# What a photo dataset (cats-vs-dogs, CIFAR-10, STL-10, folder:PATH) trains with where neither
+# a recipe nor a flag decides. TrainConfig's own defaults are the VGG paper's SGD at 0.01 for
+# Fashion-MNIST; on photos from scratch they stayed near chance on a CPU, while these learnt
+# (BENCHMARKS.md, "Defaults that learn", has the measurements). The augmentation follows the
+# image size: PhotoAugmentConfig.for_image_size.
+PHOTO_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "scheduler": "onecycle",  # its rise over the first 30% of the steps is the warm-up
+    "label_smoothing": 0.1,
+}
+# Taken from PHOTO_DEFAULTS only with its optimizer: a rate chosen for AdamW is no rate for SGD,
+# so another optimizer given keeps TrainConfig's lr and weight decay unless they are given too.
+FOLLOW_OPTIMIZER = ("lr", "weight_decay")
+
 # Settings that may change on --resume without changing what the network learns.
 RESUME_MUTABLE = frozenset({"data_dir", "device", "compile", "compile_mode", "num_workers", "log_interval",
                             "dist_timeout_minutes", "tensorboard"})
@@ -292,6 +308,7 @@ def build_config(recipe: str | Path | None, overrides: dict[str, Any]) -> TrainC
     as None: the saved configuration describes what ran."""
     values = load_recipe(recipe) if recipe is not None else {}
     values = {**values, **overrides}
+    values = with_dataset_kind_defaults(values)
     source = f"recipe {recipe}" if recipe else "the flags"
     config = config_from_dict(values, source).validate()
     if not is_known_dataset(config.dataset):
@@ -305,6 +322,33 @@ def build_config(recipe: str | Path | None, overrides: dict[str, Any]) -> TrainC
     if unused_settings(config.dataset, {**values, "val_size": config.val_size}):
         config.val_size = None  # the default, which this dataset does not read
     return config
+
+
+def with_dataset_kind_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (recipe and flags) completed with the defaults of its dataset's kind.
+
+    Photo datasets take :data:`PHOTO_DEFAULTS` where unset (lr and weight decay only with its
+    optimizer) and the augmentation of their image size under any augmentation options given;
+    other datasets keep TrainConfig's defaults."""
+    dataset = given.get("dataset", TrainConfig.dataset)
+    if not isinstance(dataset, str) or not is_known_dataset(dataset) or not is_photo_dataset(dataset):
+        return given
+    other_optimizer = given.get("optimizer", PHOTO_DEFAULTS["optimizer"]) != PHOTO_DEFAULTS["optimizer"]
+    completed = {name: value for name, value in PHOTO_DEFAULTS.items()
+                 if not (name in FOLLOW_OPTIMIZER and other_optimizer)} | given
+    image_size = given.get("image_size", TrainConfig.image_size)
+    augment = given.get("augment", {})
+    if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 1 \
+            and isinstance(augment, dict):  # anything else is refused with its own message later
+        completed["augment"] = PhotoAugmentConfig.for_image_size(image_size) | augment
+    return completed
+
+
+def photo_defaults_text() -> str:
+    """PHOTO_DEFAULTS and the augmentation by size, as ``--help`` shows them."""
+    settings = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                         for name, value in PHOTO_DEFAULTS.items())
+    return f"{settings}; augmentation by image size: {PhotoAugmentConfig.size_rule()}"
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:

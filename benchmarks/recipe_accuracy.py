@@ -1,12 +1,17 @@
-"""Fashion-MNIST test accuracy of a recipe over several seeds (any recipe: its test result).
+"""Test accuracy of a recipe over several seeds (any recipe, any dataset: its test result).
 
 Trains the recipe once per seed (each run in its own process and run directory) and
-prints one JSON line per seed, then one with the mean and standard deviation.
+prints one JSON line per seed (recipe, seed, test and best validation accuracy, process
+seconds from start to printed test result, device, torch), then one with the mean and
+standard deviation. Set CLASSICNETS_CACHE to an empty folder to time a photo recipe with
+its decoding.
 
-    python benchmarks/fashion_mnist_accuracy.py --recipe recipes/fashion_mnist/vgg16_bn.yaml --seeds 0 1 2
+    python benchmarks/recipe_accuracy.py --recipe recipes/fashion_mnist/vgg16_bn.yaml --seeds 0 1 2
     # CPU smoke test: flags after -- go to `classicnets train`
-    python benchmarks/fashion_mnist_accuracy.py --recipe recipes/fashion_mnist/quickstart_cpu.yaml \
+    python benchmarks/recipe_accuracy.py --recipe recipes/fashion_mnist/quickstart_cpu.yaml \
         --seeds 0 1 -- --epochs 1 --subset 300 --image-size 28
+    CLASSICNETS_CACHE=$(mktemp -d) python benchmarks/recipe_accuracy.py \
+        --recipe recipes/cats_vs_dogs/resnet18_cpu.yaml --seeds 0 -- --data-dir DIR
 """
 
 from __future__ import annotations
