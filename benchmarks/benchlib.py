@@ -38,8 +38,9 @@ def train_command(recipe: str, out: Path, extra: list[str]) -> list[str]:
 
 
 def run_checked(command: list[str]) -> None:
-    """Run a command with its output passed through; stop the benchmark if it fails."""
-    result = subprocess.run(command)
+    """Run a command with its output passed through to stderr (stdout keeps the JSON lines
+    alone); stop the benchmark if it fails."""
+    result = subprocess.run(command, stdout=sys.stderr)
     if result.returncode != 0:
         raise SystemExit(f"benchmark step failed (exit {result.returncode}): {shlex.join(command)}")
 
