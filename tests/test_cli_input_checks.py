@@ -236,9 +236,11 @@ def test_train_help_shows_the_config_defaults(capsys):
     for flag, value in [("--epochs EPOCHS", defaults.epochs), ("--image-size PX", defaults.image_size),
                         ("--seed SEED", defaults.seed), ("--val-size N", defaults.val_size)]:
         assert f"{flag} default: {value}" in text
-    assert f"(never scaled with the global batch) (default: {defaults.lr})" in text
+    from classicnets.engine.config import PHOTO_DEFAULTS
+
+    assert f"(never scaled with the global batch) (default: {defaults.lr}; photos: {PHOTO_DEFAULTS['lr']:g})" in text
     assert "clip the gradient norm (default: off)" in text
-    assert "(default: cosine)" in text and "(default: 128)" in text
+    assert "(default: cosine; photos: onecycle)" in text and "(default: 128)" in text
     # flags stay None, so a recipe's value is not overridden by a default nobody typed
     args = build_parser().parse_args(["train", "--model", "vgg11"])
     assert args.lr is None and args.epochs is None and args.grad_clip is None
