@@ -40,7 +40,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # What a photo dataset (cats-vs-dogs, CIFAR-10, STL-10, folder:PATH) trains with where neither
 # a recipe nor a flag decides. TrainConfig's own defaults are the VGG paper's SGD at 0.01 for
 # Fashion-MNIST; on photos from scratch they stayed near chance on a CPU, while these learnt
-# (BENCHMARKS.md, "Defaults that learn", has the measurements). The augmentation follows the
+# (BENCHMARKS.md, "Photo defaults", has the measurements). The augmentation follows the
 # image size: PhotoAugmentConfig.for_image_size.
 PHOTO_DEFAULTS: dict[str, Any] = {
     "optimizer": "adamw",
