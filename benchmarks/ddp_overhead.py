@@ -47,7 +47,7 @@ def measure(model_name: str, args: argparse.Namespace, ddp: bool) -> tuple[float
     criterion = torch.nn.CrossEntropyLoss()
     images = torch.randn(batch_size, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
-    autocast = autocast_for(device, bf16=True)
+    autocast = autocast_for(device, bf16=device.type == "cuda")  # bf16 on CUDA, float32 on the CPU
 
     def train_step() -> None:
         with autocast:

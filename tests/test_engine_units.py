@@ -364,3 +364,21 @@ def test_a_recipe_that_is_a_folder_or_binary_is_named_as_such(tmp_path):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
     with pytest.raises(UserError, match="is not a text file"):
         load_recipe(binary)
+
+
+def test_bf16_on_the_cpu_only_where_a_recipe_asks():
+    default = config(model="vgg11")
+    assert default.bf16_on("cuda") and not default.bf16_on("cpu")  # CPU results stay float32
+    asked = config(model="vgg11", cpu_bf16=True, bf16=False)
+    assert asked.bf16_on("cpu") and not asked.bf16_on("cuda") and not asked.bf16_on("mps")
+
+
+def test_evaluate_in_bf16_on_the_cpu():
+    torch.manual_seed(0)
+    model, dtypes = nn.Linear(4, 3), []
+    model.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    batches = [(torch.randn(8, 4), torch.arange(8) % 3)]
+    plain = evaluate(model, batches, 3, device=torch.device("cpu"))
+    in_bf16 = evaluate(model, batches, 3, device=torch.device("cpu"), bf16=True)
+    assert dtypes == [torch.float32, torch.bfloat16]
+    assert in_bf16.loss == pytest.approx(plain.loss, rel=0.02) and in_bf16.loss != plain.loss

@@ -228,3 +228,31 @@ def test_initialisation_follows_the_papers():
 def test_transform_input_needs_three_channels():
     with pytest.raises(ValueError, match="in_chans=3"):
         create_model("googlenet_tv", in_chans=1, transform_input=True)
+
+
+def test_vgg_head_window_1_reads_a_1x1_map_once():
+    # The default head pools to 7x7, so at 28 px the 1x1 map reaches the first FC layer as 49
+    # copies (25088 inputs); head_window=1 gives that layer the 512 channels once.
+    wide = meta_model("vgg11_bn", num_classes=10, in_chans=1)
+    narrow = meta_model("vgg11_bn", num_classes=10, in_chans=1, head_window=1)
+    assert narrow.classifier[0].in_features == 512 and wide.classifier[0].in_features == 25088
+    assert n_params(wide) - n_params(narrow) == (25088 - 512) * 4096
+    assert narrow.dense_head().window == 1
+
+
+def test_head_window_1_computes_the_7x7_head_with_its_49_copies_summed():
+    # Same network, fewer multiply-adds: the 7x7 head on a 1x1 map equals a 1x1 head whose
+    # first FC weights are the sum of the 49 positions of each channel.
+    torch.manual_seed(0)
+    wide = create_model("vgg11_bn", num_classes=10, in_chans=1).eval()
+    narrow = create_model("vgg11_bn", num_classes=10, in_chans=1, head_window=1).eval()
+    state = wide.state_dict()
+    state["classifier.0.weight"] = state["classifier.0.weight"].view(4096, 512, 49).sum(-1)
+    narrow.load_state_dict(state)
+    images = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(narrow(images), wide(images), rtol=1e-4, atol=1e-5)
+
+
+def test_head_window_must_be_positive():
+    with pytest.raises(ValueError, match="head_window must be at least 1"):
+        meta_model("vgg11", head_window=0)

@@ -28,3 +28,15 @@ def test_passthrough_args_split_at_double_dash(monkeypatch):
     benchlib = importlib.import_module("benchlib")
     assert benchlib.passthrough_args(["--seeds", "1", "--", "--epochs", "2"]) == (["--seeds", "1"], ["--epochs", "2"])
     assert benchlib.passthrough_args(["--seeds", "1"]) == (["--seeds", "1"], [])
+
+
+def test_cpu_bf16_measures_each_model_in_float32_and_bf16(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    cpu_bf16 = importlib.import_module("cpu_bf16")
+    assert cpu_bf16.parse_model("vgg11_bn:head_window=1,dropout=0.3") == ("vgg11_bn", {"head_window": 1, "dropout": 0.3})
+    assert cpu_bf16.main(["--models", "resnet20", "lenet5", "--steps", "2", "--warmup", "1",
+                          "--batch-size", "4", "--image-size", "16"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["model"], r["cpu_bf16"]) for r in records] == [
+        ("resnet20", False), ("resnet20", True), ("lenet5", False), ("lenet5", True)]
+    assert all(r["value"] > 0 and r["batch_size"] == 4 and r["image_size"] == 16 for r in records)

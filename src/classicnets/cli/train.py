@@ -12,9 +12,7 @@ EPILOG = """\
 precedence: built-in defaults < photo defaults (photo datasets only) < --recipe YAML <
 flags; the effective configuration is saved as RUN_DIR/config.yaml.
 
-photo defaults: a photo dataset ({photo_datasets})
-takes, where neither recipe nor flag sets them, {photo_defaults}. lr and weight decay come
-with the optimizer: another --optimizer keeps the built-in ones unless they are given too. Measured: BENCHMARKS.md.
+{photo_defaults_paragraph}
 
 outputs in the run directory: config.yaml, metrics.csv, best.safetensors (best
 validation weights, loadable on their own), last.ckpt (for --resume), curves.png,
@@ -44,6 +42,11 @@ diverged (NaN or infinite training or validation loss; last.ckpt keeps the last 
 epoch); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM, as docker stop, Kubernetes
 and Slurm send): finished epochs stay saved, resume with --resume.
 """
+
+PHOTO_DEFAULTS_PARAGRAPH = (
+    "photo defaults: a photo dataset ({photo_datasets}) takes, where neither recipe nor flag sets "
+    "them, {photo_defaults}. lr and weight decay come with the optimizer: another --optimizer keeps "
+    "the built-in ones unless they are given too. Measured: BENCHMARKS.md.")
 
 # flag destination -> TrainConfig field, for flags whose names differ
 FIELD_NAMES = {"tta": "tta_flip", "dist_timeout": "dist_timeout_minutes"}
@@ -140,16 +143,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def epilog() -> str:
+    """EPILOG with the photo-defaults paragraph filled in from their owners."""
     import textwrap
 
     from ..data.registry import list_photo_datasets
     from ..engine.config import photo_defaults_text
 
-    text = EPILOG.format(photo_datasets=", ".join(list_photo_datasets()), photo_defaults=photo_defaults_text())
-    head, rest = text.split("\n\nphoto defaults:", 1)
-    paragraph, tail = rest.split("\n\n", 1)
-    wrapped = textwrap.fill("photo defaults:" + " ".join(paragraph.split("\n")), width=88)
-    return f"{head}\n\n{wrapped}\n\n{tail}"
+    paragraph = PHOTO_DEFAULTS_PARAGRAPH.format(photo_datasets=", ".join(list_photo_datasets()),
+                                                photo_defaults=photo_defaults_text())
+    return EPILOG.format(photo_defaults_paragraph=textwrap.fill(paragraph, width=88))
 
 
 def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
@@ -157,7 +159,7 @@ def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
     and the photo datasets' own default where they have one (:data:`PHOTO_DEFAULTS`).
 
     The flags themselves default to None: a flag not given must not override the recipe."""
-    from ..engine.config import PHOTO_DEFAULTS, TrainConfig
+    from ..engine.config import PHOTO_DEFAULTS, TrainConfig, setting_text
 
     defaults = TrainConfig()
     for group in groups:
@@ -170,8 +172,7 @@ def show_config_defaults(*groups: argparse._ArgumentGroup) -> None:
                 continue  # e.g. --subset: "not given" is explained by its help
             shown = "off" if value is None or value is False else "on" if value is True else value
             if field in PHOTO_DEFAULTS:
-                shown = f"{shown}; photos: {PHOTO_DEFAULTS[field]:g}" if isinstance(PHOTO_DEFAULTS[field], float) \
-                    else f"{shown}; photos: {PHOTO_DEFAULTS[field]}"
+                shown = f"{shown}; photos: {setting_text(PHOTO_DEFAULTS[field])}"
             action.help = f"{action.help} (default: {shown})" if action.help else f"default: {shown}"
 
 

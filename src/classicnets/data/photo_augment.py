@@ -32,6 +32,11 @@ SMALL_IMAGE = 64
 SMALL_IMAGE_AUGMENT: dict[str, Any] = {"scale": (0.5, 1.0), "brightness": 0.1, "contrast": 0.1, "saturation": 0.1}
 
 
+def small_image_options() -> dict[str, Any]:
+    """:data:`SMALL_IMAGE_AUGMENT` as a recipe writes it (ranges as lists)."""
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in SMALL_IMAGE_AUGMENT.items()}
+
+
 @dataclass
 class PhotoAugmentConfig:
     """Training augmentation for photos (``build_data(augment=...)`` of a photo dataset)."""
@@ -108,15 +113,13 @@ class PhotoAugmentConfig:
         colour jitter (:data:`SMALL_IMAGE_AUGMENT`), since a small image has little to spare."""
         options = cls().to_dict()
         if image_size <= SMALL_IMAGE:
-            options |= {name: list(value) if isinstance(value, tuple) else value
-                        for name, value in SMALL_IMAGE_AUGMENT.items()}
+            options |= small_image_options()
         return options
 
     @classmethod
     def size_rule(cls) -> str:
         """:meth:`for_image_size` in words, for ``--help``."""
-        small = ", ".join(f"{name} {list(value) if isinstance(value, tuple) else value:}"
-                          for name, value in SMALL_IMAGE_AUGMENT.items())
+        small = ", ".join(f"{name} {value}" for name, value in small_image_options().items())
         paper = cls()
         return (f"at {SMALL_IMAGE} px or less {small}; above, scale {list(paper.scale)}, brightness, contrast "
                 f"and saturation {paper.brightness:g}; flip at every size")

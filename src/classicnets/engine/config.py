@@ -128,7 +128,11 @@ class TrainConfig:
     # execution
     seed: int = 0
     device: str = "auto"
-    bf16: bool = True  # bf16 autocast on CUDA; the CPU always runs float32
+    bf16: bool = True  # bf16 autocast on CUDA
+    # bf16 autocast on the CPU too. Off by default: CPU results stay float32 unless a recipe
+    # asks. On a CPU with AVX-512 BF16 or AMX (oneDNN's bf16 kernels) it trained VGG-11-BN
+    # and resnet20 at 28 px about 1.4-1.5x faster (BENCHMARKS.md, "bf16 on the CPU").
+    cpu_bf16: bool = False
     channels_last: bool = True  # NHWC memory layout for convolutions, on CUDA (cuDNN) and the CPU (oneDNN)
     compile: bool = False
     compile_mode: str = "default"
@@ -137,6 +141,10 @@ class TrainConfig:
     tensorboard: bool = False  # event files in RUN_DIR/tensorboard (train/val curves, lr, hyperparameters)
     sync_bn: bool = False  # torchrun: batch-norm statistics over the global batch (SyncBatchNorm)
     dist_timeout_minutes: float = 10.0  # torchrun: a collective waiting longer than this fails the job
+
+    def bf16_on(self, device_type: str) -> bool:
+        """Whether this run computes under bf16 autocast on a device of this type."""
+        return {"cuda": self.bf16, "cpu": self.cpu_bf16}.get(device_type, False)
 
     def validate(self) -> "TrainConfig":
         """Coerce every field to its type; raise :class:`UserError` on the first setting that cannot work."""
@@ -344,10 +352,14 @@ def with_dataset_kind_defaults(given: dict[str, Any]) -> dict[str, Any]:
     return completed
 
 
+def setting_text(value: Any) -> str:
+    """A setting's value as ``--help`` shows it: floats in their shortest form (0.002, 0.05)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def photo_defaults_text() -> str:
     """PHOTO_DEFAULTS and the augmentation by size, as ``--help`` shows them."""
-    settings = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
-                         for name, value in PHOTO_DEFAULTS.items())
+    settings = ", ".join(f"{name} {setting_text(value)}" for name, value in PHOTO_DEFAULTS.items())
     return f"{settings}; augmentation by image size: {PhotoAugmentConfig.size_rule()}"
 
 

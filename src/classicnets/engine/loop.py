@@ -351,7 +351,7 @@ def set_up(config: TrainConfig, run_dir: Path, device: torch.device, context: Di
         step_model=torch.compile(ddp_model, mode=config.compile_mode) if config.compile else ddp_model,
         eval_model=ema.module if ema is not None else model, ema=ema, optimizer=optimizer, schedule=schedule,
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        autocast=autocast_for(device, config.bf16), model_kwargs=model_kwargs,
+        autocast=autocast_for(device, config.bf16_on(device.type)), model_kwargs=model_kwargs,
         weights_metadata={
             "model": config.model, "dataset": config.dataset, "num_classes": data.num_classes,
             "in_chans": data.in_chans, "image_size": data.image_size, "mean": data.mean, "std": data.std,
@@ -515,7 +515,7 @@ def stop_if_diverged(session: Session, loss: float, where: str, progress: dict[s
 def validate(session: Session, epoch: int, progress: dict[str, Any], lr: float) -> EvalResult:
     """The validation split with the weights that would be kept; a non-finite loss is divergence."""
     val = evaluate(session.eval_model, session.data.val, session.data.num_classes, device=session.device,
-                   bf16=session.config.bf16, channels_last=session.channels_last,
+                   bf16=session.config.bf16_on(session.device.type), channels_last=session.channels_last,
                    tta_flip=session.config.tta_flip)
     if not math.isfinite(val.loss):  # the same figure on every rank: it is summed over them
         raise TrainingDiverged(diverged_message(f"{val.loss} on the validation split", f"epoch {epoch}",
@@ -565,7 +565,8 @@ def test_best_weights(session: Session, progress: dict[str, Any], wall_before: f
     best_weights, best_metadata = read_weights(run_dir / BEST_WEIGHTS)
     model = session.model
     model.load_state_dict(best_weights)
-    test = evaluate(model, data.test, data.num_classes, device=session.device, bf16=config.bf16,
+    test = evaluate(model, data.test, data.num_classes, device=session.device,
+                    bf16=config.bf16_on(session.device.type),
                     channels_last=session.channels_last, tta_flip=config.tta_flip)
     if not math.isfinite(test.loss):
         raise TrainingDiverged(f"the test loss of the best weights (epoch {best_metadata['epoch']}) is "
