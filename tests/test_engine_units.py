@@ -382,3 +382,22 @@ def test_evaluate_in_bf16_on_the_cpu():
     in_bf16 = evaluate(model, batches, 3, device=torch.device("cpu"), bf16=True)
     assert dtypes == [torch.float32, torch.bfloat16]
     assert in_bf16.loss == pytest.approx(plain.loss, rel=0.02) and in_bf16.loss != plain.loss
+
+
+def test_photo_lr_is_lower_for_fully_connected_layers_over_the_last_map(tmp_path):
+    # Asked of the model (its dense_head), never of its name: VGG and AlexNet read a window of
+    # their last map with FC layers (7x7, 6x6); GoogLeNet, ResNet and LeNet-5 do not, and a VGG
+    # with head_window=1 reads the 512 channels once.
+    from classicnets.engine.config import PHOTO_DEFAULTS, PHOTO_FC_HEAD_LR
+
+    for name in ("vgg11_bn", "alexnet"):
+        chosen = config(model=name, dataset="cats-vs-dogs")
+        assert (chosen.optimizer, chosen.lr) == ("adamw", PHOTO_FC_HEAD_LR), name
+    assert config(model="vgg11_bn", model_kwargs={"head_window": 1}, dataset="cats-vs-dogs").lr == PHOTO_DEFAULTS["lr"]
+    for name in ("googlenet", "resnet18", "lenet5"):
+        assert config(model=name, dataset=f"folder:{tmp_path}").lr == PHOTO_DEFAULTS["lr"], name
+    assert config(model="vgg11_bn", dataset="cats-vs-dogs", lr=0.001).lr == 0.001  # given wins
+    assert config(model="vgg11_bn", dataset="cats-vs-dogs", optimizer="sgd").lr == TrainConfig.lr
+    assert config(model="vgg11_bn").lr == TrainConfig.lr  # Fashion-MNIST: the built-in defaults
+    assert config(model="vgg11_bn", model_kwargs={"no_such_option": 1}, dataset="cats-vs-dogs").lr \
+        == PHOTO_DEFAULTS["lr"]  # a model that cannot be built is refused later, by train

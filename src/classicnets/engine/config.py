@@ -49,6 +49,13 @@ PHOTO_DEFAULTS: dict[str, Any] = {
     "scheduler": "onecycle",  # its rise over the first 30% of the steps is the warm-up
     "label_smoothing": 0.1,
 }
+# The photo lr of a network whose fully-connected layers read a window of its last feature map
+# wider than 1x1 (its dense_head() is a FullyConnectedHead). Adam-type steps move every weight
+# by about lr, so the first FC layer's output moves with its fan-in (25088 for VGG's 7x7 window;
+# on small photos the 1x1 map is copied 49 times): VGG-11-BN stayed at chance with AdamW at
+# 0.002 and 0.001 and learnt at 0.0002, or at 0.002 with a 1x1 window (BENCHMARKS.md, "Photo
+# defaults").
+PHOTO_FC_HEAD_LR = 2e-4
 # Taken from PHOTO_DEFAULTS only with its optimizer: a rate chosen for AdamW is no rate for SGD,
 # so another optimizer given keeps TrainConfig's lr and weight decay unless they are given too.
 FOLLOW_OPTIMIZER = ("lr", "weight_decay")
@@ -344,12 +351,35 @@ def with_dataset_kind_defaults(given: dict[str, Any]) -> dict[str, Any]:
     other_optimizer = given.get("optimizer", PHOTO_DEFAULTS["optimizer"]) != PHOTO_DEFAULTS["optimizer"]
     completed = {name: value for name, value in PHOTO_DEFAULTS.items()
                  if not (name in FOLLOW_OPTIMIZER and other_optimizer)} | given
+    if "lr" not in given and not other_optimizer and has_fc_layers_over_a_window(given):
+        completed["lr"] = PHOTO_FC_HEAD_LR
     image_size = given.get("image_size", TrainConfig.image_size)
     augment = given.get("augment", {})
     if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 1 \
             and isinstance(augment, dict):  # anything else is refused with its own message later
         completed["augment"] = PhotoAugmentConfig.for_image_size(image_size) | augment
     return completed
+
+
+def has_fc_layers_over_a_window(given: dict[str, Any]) -> bool:
+    """Whether the model ``given`` names reads a window of its last map wider than 1x1 with
+    fully-connected layers, as the model itself answers (built on the meta device: no memory,
+    no weights). False when it cannot be built: validation names the problem later."""
+    import torch
+
+    from ..models import create_model
+    from ..models.protocol import FullyConnectedHead, dense_head
+
+    name, kwargs = given.get("model"), given.get("model_kwargs") or {}
+    if not isinstance(name, str) or not isinstance(kwargs, dict):
+        return False
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+    except (UserError, TypeError, ValueError, KeyError):
+        return False
+    head = dense_head(model)
+    return isinstance(head, FullyConnectedHead) and head.window > 1
 
 
 def setting_text(value: Any) -> str:
@@ -360,7 +390,8 @@ def setting_text(value: Any) -> str:
 def photo_defaults_text() -> str:
     """PHOTO_DEFAULTS and the augmentation by size, as ``--help`` shows them."""
     settings = ", ".join(f"{name} {setting_text(value)}" for name, value in PHOTO_DEFAULTS.items())
-    return f"{settings}; augmentation by image size: {PhotoAugmentConfig.size_rule()}"
+    return (f"{settings} (lr {setting_text(PHOTO_FC_HEAD_LR)} for a network whose fully-connected layers "
+            f"read a window of its last feature map); augmentation by image size: {PhotoAugmentConfig.size_rule()}")
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
