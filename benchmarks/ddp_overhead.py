@@ -43,11 +43,12 @@ def measure(model_name: str, args: argparse.Namespace, ddp: bool) -> tuple[float
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, in_chans=3).to(device).train()
     step_model = wrap_data_parallel(model, device, context) if context is not None else model
-    optimizer = build_optimizer(model, TrainConfig(model=model_name, optimizer="sgd", lr=0.01).validate(), device)
+    config = TrainConfig(model=model_name, optimizer="sgd", lr=0.01).validate()
+    optimizer = build_optimizer(model, config, device)
     criterion = torch.nn.CrossEntropyLoss()
     images = torch.randn(batch_size, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
-    autocast = autocast_for(device, bf16=device.type == "cuda")  # bf16 on CUDA, float32 on the CPU
+    autocast = autocast_for(device, config.bf16_on(device.type))  # the trainer's default: bf16 on CUDA only
 
     def train_step() -> None:
         with autocast:

@@ -51,7 +51,7 @@ def measure(model_name: str, args: argparse.Namespace, device: torch.device) -> 
         step_model = torch.compile(model, mode=args.compile_mode)
     else:  # e.g. "eager": graph capture without code generation (a quick check of the compiled path)
         step_model = torch.compile(model, backend=args.compile_backend)
-    autocast = autocast_for(device, bf16=device.type == "cuda")  # bf16 on CUDA, float32 on the CPU
+    autocast = autocast_for(device, config.bf16_on(device.type))  # the trainer's default: bf16 on CUDA only
     cuda_graphs = (args.compile and args.compile_backend == "inductor"
                    and args.compile_mode in ("reduce-overhead", "max-autotune"))
 
