@@ -366,9 +366,12 @@ def test_a_recipe_that_is_a_folder_or_binary_is_named_as_such(tmp_path):
         load_recipe(binary)
 
 
-def test_bf16_on_the_cpu_only_where_a_recipe_asks():
+def test_bf16_on_the_cpu_only_where_a_recipe_asks_or_the_cpu_computes_it_natively(monkeypatch):
+    from classicnets import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2"}))  # a laptop's CPU
     default = config(model="vgg11")
-    assert default.bf16_on("cuda") and not default.bf16_on("cpu")  # CPU results stay float32
+    assert default.bf16_on("cuda") and not default.bf16_on("cpu")  # "auto": float32 on this CPU
     asked = config(model="vgg11", cpu_bf16=True, bf16=False)
     assert asked.bf16_on("cpu") and not asked.bf16_on("cuda") and not asked.bf16_on("mps")
 

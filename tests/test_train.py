@@ -112,6 +112,19 @@ def assert_same_run(run_a: Path, run_b: Path) -> None:
 # ----------------------------------------------------------------------------- outputs
 
 
+def test_the_header_line_says_which_precision_was_chosen_and_why(synthetic_data, tmp_path, capsys, monkeypatch):
+    from classicnets import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx", "avx2"}))  # a laptop's CPU
+    train(fast_config(tmp_path / "auto", epochs=1), quiet=True)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "in float32 (cpu_bf16 auto: this CPU has no native bf16" in header
+    train(fast_config(tmp_path / "forced", epochs=1, cpu_bf16=True), quiet=True)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "in bf16 autocast (cpu_bf16 true, but this CPU has no native bf16" in header
+    assert "expect steps several times slower than in float32" in header
+
+
 def test_run_writes_every_output(synthetic_data, tmp_path, capsys):
     out = tmp_path / "run"
     config = fast_config(out, model_kwargs={}, ema_decay=0.9, epochs=2)  # aux heads and EMA on

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from ..device import DEVICES  # noqa: F401  (the --device choices of every command)
 from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED  # training's config checks the same
 
 
@@ -17,6 +18,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def auto_switch(text: str) -> bool | str:
+    """auto, true or false (also on/off), for settings the machine may decide."""
+    from ..engine.config import AUTO_SWITCH_WORDS
+
+    word = text.strip().lower()
+    if word not in AUTO_SWITCH_WORDS:
+        raise argparse.ArgumentTypeError(f"must be auto, true or false, got {text}")
+    return AUTO_SWITCH_WORDS[word]
 
 
 def non_negative_int(text: str) -> int:
@@ -84,7 +95,7 @@ def add_run_data_arguments(p: argparse.ArgumentParser, dataset_help: str) -> Non
     p.add_argument("--data-dir", type=non_empty, metavar="DIR",
                    help="data root (default: the run's, else $CLASSICNETS_DATA)")
     p.add_argument("--batch-size", type=bounded_batch_size, default=128, metavar="N", help="default 128")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
     p.add_argument("--map-classes-by-position", action="store_true",
                    help="with --dataset: take the dataset's i-th class for the run's i-th even where "
                         "their names differ (the output lists the pairs)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import bounded_batch_size, bounded_image_size, bounded_seed, non_empty, positive_float, positive_int
+from .common import DEVICES, bounded_batch_size, bounded_image_size, bounded_seed, non_empty, positive_float, positive_int
 
 EPILOG = """\
 The model, data and optimizer are built as `classicnets train` builds them from the same
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
     p.add_argument("--subset", type=positive_int, metavar="N", help="a stratified N training images")
     p.add_argument("--seed", type=bounded_seed)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--start-lr", type=positive_float, default=1e-7, metavar="X", help="default 1e-7")
     p.add_argument("--end-lr", type=positive_float, default=10.0, metavar="X", help="default 10")
     p.add_argument("--steps", type=positive_int, default=200, metavar="N", help="default 200")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import non_empty, positive_int, safe_output_folder, weights_file
+from .common import DEVICES, non_empty, positive_int, safe_output_folder, weights_file
 
 EPILOG = """\
 SOURCE is a run directory (its best.safetensors) or a .safetensors file written by
@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
     p.add_argument("--cam", type=non_empty, metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     p.add_argument("--json", action="store_true", help="JSON lines output")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
     p.set_defaults(run=run)
 
 
@@ -52,21 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.checkpoint import load_run
     from ..errors import UserError
 
-    if args.device == "cuda":
-        import torch
+    from ..device import resolve_device
 
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was given but no CUDA GPU is available.")
+    device = str(resolve_device(args.device))  # a GPU asked for but absent is refused here
     weights = weights_file(args.source)
     if args.cam:  # an unusable folder fails before any work
         output_dir(args.cam)
-    model, metadata = load_run(args.source, device=args.device)
+    model, metadata = load_run(args.source, device=device)
     paths = expand_inputs(args.images)
     cam_dir = None
     if args.cam:  # no overlay may replace an input photo, the weights or another image
         cam_dir = safe_output_folder(args.cam, cam_file_names(paths), [*paths, weights], option="--cam")
     failed = 0
-    for prediction in predict_images(model, metadata, paths, topk=args.topk, cam_dir=cam_dir, device=args.device,
+    for prediction in predict_images(model, metadata, paths, topk=args.topk, cam_dir=cam_dir, device=device,
                                      weights=str(weights)):
         failed += prediction.error is not None
         if args.json:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (bounded_batch_size, bounded_image_size, bounded_seed, fraction, non_empty, non_negative_int,
-                     positive_float, positive_int)
+from .common import (DEVICES, auto_switch, bounded_batch_size, bounded_image_size, bounded_seed, fraction, non_empty,
+                     non_negative_int, positive_float, positive_int)
 
 EPILOG = """\
 precedence: built-in defaults < photo defaults (photo datasets only) < --recipe YAML <
@@ -115,7 +115,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hyper.add_argument("--seed", type=bounded_seed)
 
     run_group = p.add_argument_group("execution")
-    run_group.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    run_group.add_argument("--device", choices=DEVICES,
+                           help="auto: a CUDA GPU, else Apple's GPU (MPS), else the CPU")
+    run_group.add_argument("--cpu-bf16", type=auto_switch, metavar="auto|true|false",
+                           help="bf16 autocast on the CPU; auto: only where the CPU computes bf16 natively "
+                                "(AVX-512 BF16, AMX, ARM BF16), float32 elsewhere, where bf16 is slower")
     run_group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                            help="torch.compile the model")
     run_group.add_argument("--compile-mode",

@@ -27,13 +27,17 @@ from ..files import atomic_write_bytes
 from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_known_dataset, is_photo_dataset, unused_settings
 from ..data.file_datasets import FOLDER_PREFIX
 from ..data.photo_augment import PhotoAugmentConfig
+from .. import device as devices
+from ..device import DEVICES
 from ..errors import UserError
 from ..models.staged_init import INIT_MODES
 from ..limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEED
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "onecycle", "step", "plateau")
-DEVICES = ("auto", "cpu", "cuda")
+# A switch the machine may decide: true, false, or "auto" (see TrainConfig.precision).
+AutoSwitch = typing.Union[bool, typing.Literal["auto"]]
+AUTO_SWITCH_WORDS = {"auto": "auto", "true": True, "on": True, "false": False, "off": False}
 # torch.compile modes; the last three capture CUDA graphs or autotune kernels.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -136,10 +140,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True  # bf16 autocast on CUDA
-    # bf16 autocast on the CPU too. Off by default: CPU results stay float32 unless a recipe
-    # asks. On a CPU with AVX-512 BF16 or AMX (oneDNN's bf16 kernels) it trained VGG-11-BN
-    # and resnet20 at 28 px about 1.4-1.5x faster (BENCHMARKS.md, "bf16 on the CPU").
-    cpu_bf16: bool = False
+    # bf16 autocast on the CPU: "auto" turns it on only where the CPU computes bf16 natively
+    # (AVX-512 BF16, AMX, ARM BF16), where it trains faster; elsewhere bf16 is emulated and
+    # several times slower than float32 (BENCHMARKS.md, "bf16 on the CPU").
+    cpu_bf16: AutoSwitch = "auto"
     channels_last: bool = True  # NHWC memory layout for convolutions, on CUDA (cuDNN) and the CPU (oneDNN)
     compile: bool = False
     compile_mode: str = "default"
@@ -151,7 +155,23 @@ class TrainConfig:
 
     def bf16_on(self, device_type: str) -> bool:
         """Whether this run computes under bf16 autocast on a device of this type."""
-        return {"cuda": self.bf16, "cpu": self.cpu_bf16}.get(device_type, False)
+        return self.precision(device_type).bf16
+
+    def precision(self, device_type: str) -> "Precision":
+        """The precision rule: bf16 autocast on CUDA when ``bf16``; on the CPU when ``cpu_bf16``
+        is true, or "auto" and the CPU computes bf16 natively; float32 elsewhere (MPS)."""
+        if device_type == "cuda":
+            return Precision(self.bf16, f"bf16 {str(self.bf16).lower()}")
+        if device_type != "cpu":
+            return Precision(False, f"bf16 autocast is used on CUDA and CPUs only, not on {device_type}")
+        support = devices.cpu_bf16_support()
+        if self.cpu_bf16 == "auto":
+            return Precision(support.native, f"cpu_bf16 auto: {support.reason}"
+                                             + ("" if support.native else ", where float32 is faster"))
+        if self.cpu_bf16 and not support.native:
+            return Precision(True, f"cpu_bf16 true, but {support.reason}: expect steps several times slower "
+                                   f"than in float32 (cpu_bf16 auto would choose float32 here)", slower=True)
+        return Precision(bool(self.cpu_bf16), f"cpu_bf16 {str(self.cpu_bf16).lower()}")
 
     def validate(self) -> "TrainConfig":
         """Coerce every field to its type; raise :class:`UserError` on the first setting that cannot work."""
@@ -240,6 +260,18 @@ class TrainConfig:
         atomic_write_bytes(Path(path), text.encode())
 
 
+@dataclass(frozen=True)
+class Precision:
+    """What a run computes in on one device, and why (the run's header line says it)."""
+
+    bf16: bool
+    reason: str
+    slower: bool = False  # bf16 asked for on a CPU that only emulates it
+
+    def describe(self) -> str:
+        return f"{'bf16 autocast' if self.bf16 else 'float32'} ({self.reason})"
+
+
 def absolute_path_settings(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the paths among them made absolute (``folder:PATH`` datasets included)."""
     def absolute(path: str) -> str:
@@ -260,6 +292,9 @@ def config_fields() -> dict[str, type]:
     hints = typing.get_type_hints(TrainConfig)
     kinds = {}
     for f in dataclasses.fields(TrainConfig):
+        if hints[f.name] == AutoSwitch:
+            kinds[f.name] = AutoSwitch
+            continue
         args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
         kinds[f.name] = args[0] if args else hints[f.name]
     return kinds
@@ -446,7 +481,12 @@ def _coerce(name: str, value: Any, kind: type, source: str) -> Any:
     """YAML and argparse values to the field's type; ``None`` stays for optional fields."""
     if value is None:
         return None
-    if kind is bool:
+    if kind == AutoSwitch:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in AUTO_SWITCH_WORDS:
+            return AUTO_SWITCH_WORDS[value.strip().lower()]
+    elif kind is bool:
         if isinstance(value, bool):
             return value
     elif kind is int:
@@ -472,6 +512,8 @@ def _coerce(name: str, value: Any, kind: type, source: str) -> Any:
 
 
 def _type_words(kind: type) -> str:
+    if kind == AutoSwitch:
+        return "true, false or auto"
     return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
             dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
 

@@ -43,6 +43,7 @@ file is written atomically and last.ckpt keeps the last finished epoch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -60,7 +61,7 @@ import torch
 from torch import nn
 
 from ..data import build_data, derive_seed, is_known_dataset, list_datasets
-from ..device import device_name, resolve_device
+from ..device import channels_last_helps, device_name, resolve_device
 from ..errors import UserError, disk_full_cause, one_line
 from ..files import replace_file
 from ..models import create_model, get_model_entry, run_or_refuse_input
@@ -286,7 +287,8 @@ class Session:
 
     @property
     def channels_last(self) -> bool:
-        return self.config.channels_last  # NHWC convolutions: ~30% faster on a 2-core CPU too (oneDNN)
+        # NHWC convolutions: ~30% faster on a 2-core CPU too (oneDNN); MPS keeps NCHW
+        return self.config.channels_last and channels_last_helps(self.device)
 
     @property
     def is_main(self) -> bool:
@@ -336,9 +338,12 @@ def set_up(config: TrainConfig, run_dir: Path, device: torch.device, context: Di
     model, model_kwargs = create_starting_model(config, data.num_classes, data.in_chans,
                                                 checkpoint.get("model_kwargs") if checkpoint else None)
     check_batch_norm_batch(model, data.train.num_samples // len(data.train))
+    if device.type == "mps":
+        check_forward_on(device, model, data.in_chans, data.image_size)
     if config.sync_bn and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameter names: checkpoints stay plain
-    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    channels_last = config.channels_last and channels_last_helps(device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = build_optimizer(model, config, device)
     schedule = LRSchedule(optimizer, config, steps_per_epoch=math.ceil(len(data.train) / config.grad_accum_steps))
     ema = ModelEma(model, config.ema_decay) if config.ema_decay else None
@@ -415,6 +420,7 @@ def announce(session: Session, progress: dict[str, Any]) -> None:
     say(f"{'resuming' if session.resumed else 'training'} {config.model} on {config.dataset} "
         f"({data.split_sizes['train']:,} train / {data.split_sizes['val']:,} val / "
         f"{data.split_sizes['test']:,} test images, {data.image_size} px) on {device_name(session.device)}, "
+        f"in {config.precision(session.device.type).describe()}, "
         f"epochs {progress['epoch'] + 1}-{config.epochs}; run directory {session.run_dir}"
         + (f"; {context.world_size} ranks, global batch "
            f"{config.batch_size * context.world_size * config.grad_accum_steps}" if context.enabled else ""))
@@ -725,6 +731,24 @@ def check_batch_norm_batch(model: nn.Module, images_per_batch: int) -> None:
     if images_per_batch < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UserError("the training batches would hold 1 image, and batch norm needs at least 2; "
                         "use --batch-size 2 or more (and at least 2 training images per process).")
+
+
+def check_forward_on(device: torch.device, model: nn.Module, in_chans: int, image_size: int) -> None:
+    """Refuse a device whose kernels compute this model differently from the CPU's.
+
+    Asked on MPS only, once before training: some of its pooling kernels gave other output
+    shapes than the CPU's (ceil-mode max pooling) in torch releases still in use. Two random
+    images through a copy of the model in evaluation mode, on both devices."""
+    images = torch.randn(2, in_chans, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        expected = reference(images)
+        got = reference.to(device)(images.to(device)).cpu()
+    if got.shape != expected.shape or not torch.allclose(got.float(), expected.float(), rtol=1e-2, atol=1e-3):
+        detail = (f"output shape {tuple(got.shape)} instead of {tuple(expected.shape)}" if got.shape != expected.shape
+                  else f"outputs differ by up to {(got - expected).abs().max().item():.3g}")
+        raise UserError(f"this torch's {device.type} backend computes the model differently from the CPU "
+                        f"({detail}); use --device cpu, or a newer torch.")
 
 
 def settle_pending_best(run_dir: Path, committed_best_epoch: int) -> None:
