@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import statistics
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -40,3 +41,23 @@ def test_cpu_bf16_measures_each_model_in_float32_and_bf16(monkeypatch, capsys):
     assert [(r["model"], r["cpu_bf16"]) for r in records] == [
         ("resnet20", False), ("resnet20", True), ("lenet5", False), ("lenet5", True)]
     assert all(r["value"] > 0 and r["batch_size"] == 4 and r["image_size"] == 16 for r in records)
+
+
+def test_plain_loop_alternates_the_two_sides_and_reports_the_speedup(fashion_mnist_dir, monkeypatch, capfd):
+    # capfd: `classicnets train` writes to the stderr file descriptor, which capsys has not got
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    plain_loop = importlib.import_module("plain_loop")
+    assert plain_loop.main(["--models", "lenet5", "--steps", "2", "--warmup", "1", "--subset", "256",
+                            "--rounds", "2", "--data-dir", str(fashion_mnist_dir)]) == 0
+    records = [json.loads(line) for line in capfd.readouterr().out.strip().splitlines()]
+    measurements, (speedup,) = records[:-1], records[-1:]
+    assert [(r["side"], r["round"]) for r in measurements] == [
+        ("plain_loop", 1), ("classicnets", 1), ("plain_loop", 2), ("classicnets", 2)]
+    assert all(r["model"] == "lenet5" and r["metric"] == "train_images_per_s" and r["value"] > 0
+               and r["device"].startswith("cpu (") for r in measurements)
+    means = {side: statistics.fmean(r["value"] for r in measurements if r["side"] == side)
+             for side in ("plain_loop", "classicnets")}
+    assert speedup["model"] == "lenet5" and speedup["metric"] == "speedup_vs_plain_loop"
+    assert speedup["value"] == round(means["classicnets"] / means["plain_loop"], 2)
+    assert speedup["plain_loop_mean"] == round(means["plain_loop"], 1)
+    assert speedup["classicnets_mean"] == round(means["classicnets"], 1)
