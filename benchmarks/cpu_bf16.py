@@ -1,8 +1,10 @@
-"""Training speed on the CPU in float32 and under bf16 autocast (the recipes' ``cpu_bf16``).
+"""Training speed on the CPU in float32, under bf16 autocast, and as ``cpu_bf16: auto`` decides.
 
 Times the trainer's step (channels-last forward, label-smoothed loss, backward, SGD
 nesterov step) on random 1-channel batches at Fashion-MNIST's 28 px: the content of an
-image does not change the time of a step. One JSON line per model and precision.
+image does not change the time of a step. One JSON line per model and setting (false, true,
+auto), each with the precision it ran in (``bf16``) and, for auto, why. Run it again with
+``ONEDNN_MAX_CPU_ISA=AVX2`` to see what a CPU without native bf16 gets.
 
     python benchmarks/cpu_bf16.py                                     # the CPU recipes' models
     python benchmarks/cpu_bf16.py --models resnet20 --steps 2 --warmup 1 --batch-size 8   # smoke
@@ -13,6 +15,7 @@ A model takes keyword arguments as NAME:KEY=VALUE (e.g. vgg11_bn:head_window=1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -33,7 +36,7 @@ def parse_model(spec: str) -> tuple[str, dict]:
     return name, kwargs
 
 
-def measure(spec: str, cpu_bf16: bool, args: argparse.Namespace) -> float:
+def measure(spec: str, cpu_bf16: bool | str, args: argparse.Namespace) -> float:
     from classicnets import create_model
     from classicnets.engine import TrainConfig, build_optimizer
     from classicnets.engine.split_scores import autocast_for
@@ -68,12 +71,16 @@ def main(argv: list[str]) -> int:
     check_timed_steps(parser, args, resolve=False)
     if args.device != "cpu":
         parser.error("this benchmark measures the CPU: --device cpu")
+    from classicnets.engine import TrainConfig
+
     for spec in args.models:
-        for cpu_bf16 in (False, True):
+        for cpu_bf16 in (False, True, "auto"):
             value = measure(spec, cpu_bf16, args)
+            precision = TrainConfig(cpu_bf16=cpu_bf16).precision("cpu")
             emit(spec, "train_images_per_s", round(value, 1), f"cpu ({torch.get_num_threads()} threads)",
                  [sys.executable, *sys.argv], image_size=args.image_size, batch_size=args.batch_size,
-                 cpu_bf16=cpu_bf16, channels_last=True)
+                 cpu_bf16=cpu_bf16, bf16=precision.bf16, precision=precision.describe(), channels_last=True,
+                 onednn_max_cpu_isa=os.environ.get("ONEDNN_MAX_CPU_ISA"))
     return 0
 
 

@@ -404,3 +404,20 @@ def test_photo_lr_is_lower_for_fully_connected_layers_over_the_last_map(tmp_path
     assert config(model="vgg11_bn").lr == TrainConfig.lr  # Fashion-MNIST: the built-in defaults
     assert config(model="vgg11_bn", model_kwargs={"no_such_option": 1}, dataset="cats-vs-dogs").lr \
         == PHOTO_DEFAULTS["lr"]  # a model that cannot be built is refused later, by train
+
+
+def test_the_cpu_optimizer_step_is_fused_and_is_nesterov_sgd_with_weight_decay_on_weights_only():
+    # One pass per parameter on the CPU (torch's fused kernel); the update is the textbook one:
+    # g = grad + wd * w (matrices only), v = g (first step), w -= lr * (g + momentum * v).
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    weight, bias = model.weight.detach().clone(), model.bias.detach().clone()
+    optimizer = build_optimizer(model, config(model="vgg11", lr=0.1, momentum=0.9, weight_decay=0.01),
+                                torch.device("cpu"))
+    assert all(group["fused"] for group in optimizer.param_groups)
+    model(torch.ones(1, 3)).sum().backward()
+    weight_grad = torch.ones(2, 3) + 0.01 * weight
+    bias_grad = torch.ones(2)
+    optimizer.step()
+    torch.testing.assert_close(model.weight.detach(), weight - 0.1 * (weight_grad + 0.9 * weight_grad))
+    torch.testing.assert_close(model.bias.detach(), bias - 0.1 * (bias_grad + 0.9 * bias_grad))

@@ -253,6 +253,36 @@ def test_head_window_1_computes_the_7x7_head_with_its_49_copies_summed():
     torch.testing.assert_close(narrow(images), wide(images), rtol=1e-4, atol=1e-5)
 
 
+def test_training_on_a_1x1_map_sums_the_window_blocks_with_the_same_outputs_and_gradients():
+    # In training, the default 7x7 head over a 1x1 map multiplies the sum of each channel's 49
+    # weight blocks once instead of 49 copies; outputs and every gradient must be those of the
+    # head as written (computed here by hand: avgpool, flatten, the classifier's layers).
+    torch.manual_seed(0)
+    model = create_model("vgg11", num_classes=10, in_chans=1, dropout=0.0).train()
+    features = model.forward_features(torch.randn(4, 1, 28, 28)).detach()
+    assert features.shape[-2:] == (1, 1)
+
+    def outputs_and_gradients(head):
+        model.zero_grad()
+        out = head(features)
+        out.square().sum().backward()
+        return out.detach(), {name: p.grad.clone() for name, p in model.classifier.named_parameters()}
+
+    fast, fast_grads = outputs_and_gradients(model.forward_head)
+    written, written_grads = outputs_and_gradients(lambda x: model.classifier(torch.flatten(model.avgpool(x), 1)))
+    torch.testing.assert_close(fast, written, rtol=1e-4, atol=1e-5)
+    for name in written_grads:
+        torch.testing.assert_close(fast_grads[name], written_grads[name], rtol=1e-4, atol=1e-6)
+    fast_blocks = fast_grads["0.weight"].view(4096, 512, 49)
+    assert torch.equal(fast_blocks[..., 0], fast_blocks[..., 48]) and fast_blocks.abs().sum() > 0
+    # and it is the cheaper product: 512 inputs to the first FC layer, not 49 x 512
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model.forward_head(features)
+    assert counter.get_total_flops() == 2 * 4 * (512 * 4096 + 4096 * 4096 + 4096 * 10)
+
+
 def test_head_window_must_be_positive():
     with pytest.raises(ValueError, match="head_window must be at least 1"):
         meta_model("vgg11", head_window=0)

@@ -31,7 +31,10 @@ def test_passthrough_args_split_at_double_dash(monkeypatch):
     assert benchlib.passthrough_args(["--seeds", "1"]) == (["--seeds", "1"], [])
 
 
-def test_cpu_bf16_measures_each_model_in_float32_and_bf16(monkeypatch, capsys):
+def test_cpu_bf16_measures_each_model_in_float32_bf16_and_auto(monkeypatch, capsys):
+    from classicnets import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     cpu_bf16 = importlib.import_module("cpu_bf16")
     assert cpu_bf16.parse_model("vgg11_bn:head_window=1,dropout=0.3") == ("vgg11_bn", {"head_window": 1, "dropout": 0.3})
@@ -39,7 +42,11 @@ def test_cpu_bf16_measures_each_model_in_float32_and_bf16(monkeypatch, capsys):
                           "--batch-size", "4", "--image-size", "16"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [(r["model"], r["cpu_bf16"]) for r in records] == [
-        ("resnet20", False), ("resnet20", True), ("lenet5", False), ("lenet5", True)]
+        ("resnet20", False), ("resnet20", True), ("resnet20", "auto"), ("lenet5", False), ("lenet5", True),
+        ("lenet5", "auto")]
+    # auto runs in whichever precision the CPU's answer gives: faked here as a laptop's
+    assert [r["bf16"] for r in records] == [False, True, False] * 2
+    assert records[2]["precision"].startswith("float32 (cpu_bf16 auto: this CPU has no native bf16")
     assert all(r["value"] > 0 and r["batch_size"] == 4 and r["image_size"] == 16 for r in records)
 
 
