@@ -337,3 +337,20 @@ def test_module_constants():
         assert set(module.NATIVE_INPUT_SIZE) == set(module.MIN_INPUT_SIZE)
         assert all(module.MIN_INPUT_SIZE[k] <= module.NATIVE_INPUT_SIZE[k] for k in module.MIN_INPUT_SIZE)
     assert inception_mod.NATIVE_INPUT_SIZE["inception_v3"] == 299 and AUX_LOSS_WEIGHT == 0.4
+
+
+def test_a_saved_lenet5_paper_opens_again_with_its_connection_table(tmp_path):
+    # C3's connection table is a non-persistent buffer: the weights file never holds it, so
+    # rebuilding the model for loading must compute it, not leave it on the meta device.
+    from classicnets.engine.checkpoint import load_run, save_weights
+
+    torch.manual_seed(0)
+    model = lenet5_paper(num_classes=10, in_chans=1).eval()
+    metadata = {"model": "lenet5_paper", "dataset": "fashion-mnist", "num_classes": 10, "in_chans": 1,
+                "image_size": 32, "mean": [0.5], "std": [0.5], "class_names": [str(i) for i in range(10)],
+                "model_kwargs": {}, "epoch": 1, "val_accuracy": 0.5}
+    save_weights(tmp_path / "best.safetensors", model.state_dict(), metadata)
+    loaded, _ = load_run(tmp_path)
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    images = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(loaded(images), model(images))

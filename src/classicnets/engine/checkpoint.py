@@ -150,14 +150,32 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
         raise UserError(f"{weights_path} lacks {', '.join(missing)}, so it cannot stand for a trained run; "
                         f"give a run directory or best.safetensors written by `classicnets train`.")
     check_run_metadata_agrees(metadata, weights_path)
-    with torch.device("meta"):  # no memory and no initialisation: every tensor comes from the file
-        model = create_model(metadata["model"], num_classes=metadata["num_classes"],
-                             in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
+
+    def build() -> nn.Module:
+        return create_model(metadata["model"], num_classes=metadata["num_classes"],
+                            in_chans=metadata["in_chans"], **metadata.get("model_kwargs", {}))
+
+    with torch.device("meta"):  # no memory and no initialisation: every saved tensor comes from the file
+        model = build()
     try:
         model.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as error:
         raise UserError(f"{weights_path} does not fit {metadata['model']} ({_first_line(error)}).") from None
+    fill_unsaved_buffers(model, build)
     return model.to(device).eval(), metadata
+
+
+def fill_unsaved_buffers(model: nn.Module, build) -> None:
+    """Give ``model``'s non-persistent buffers (a file never holds them: e.g. LeNet-5's C3
+    connection table), still on the meta device after loading, the values a model built for
+    real computes for them."""
+    unsaved = [name for name, buffer in model.named_buffers() if buffer.is_meta]
+    if not unsaved:
+        return
+    computed = dict(build().named_buffers())
+    for name in unsaved:
+        owner, _, leaf = name.rpartition(".")
+        model.get_submodule(owner).register_buffer(leaf, computed[name], persistent=False)
 
 
 # ----------------------------------------------------------------------------- training state
