@@ -107,6 +107,15 @@ def test_the_saved_config_holds_absolute_paths_so_a_run_resumes_from_any_directo
              "--lr", "0.01", "--device", "cpu", "--quiet"]
     assert main(["train", *flags, "--epochs", "1", "--data-dir", "unused-data"]) == 0
     (run_dir,) = (tmp_path / "work" / "runs").iterdir()  # folder:photos named flat, not as nested folders
+    # a photo run ends with the command that scores every photo of another folder ...
+    hint = capsys.readouterr().out.strip().splitlines()[-1]
+    assert hint == (f"to score it on photos it never saw, in a folder laid out like these: classicnets evaluate "
+                    f"{run_dir.relative_to(tmp_path / 'work')} --dataset folder:OTHER --split all")  # as the run names itself
+    # ... and that command works as printed, OTHER being such a folder
+    write_folder(tmp_path / "other", per_class=3, size=16)
+    command = hint.split(": ", 1)[1].replace("OTHER", str(tmp_path / "other")).split()
+    assert main(command[1:]) == 0
+    assert "evaluating googlenet on 9 folder:" in capsys.readouterr().out  # all 9 photos of the other folder
     assert run_dir.name.startswith("googlenet-folder_photos-")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["dataset"] == f"folder:{tmp_path / 'work' / 'photos'}"

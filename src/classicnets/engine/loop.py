@@ -47,6 +47,7 @@ import copy
 import math
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -60,7 +61,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import build_data, derive_seed, is_known_dataset, list_datasets
+from ..data import build_data, derive_seed, is_known_dataset, is_photo_dataset, list_datasets
+from ..data.file_datasets import FOLDER_PREFIX
 from ..device import channels_last_helps, device_name, resolve_device
 from ..errors import UserError, disk_full_cause, one_line
 from ..files import replace_file
@@ -611,7 +613,17 @@ def test_best_weights(session: Session, progress: dict[str, Any], wall_before: f
     say(f"test accuracy: {100 * test.accuracy:.2f}% (loss {test.loss:.4f}, {test.num_samples:,} images; "
         f"weights of epoch {summary['best_epoch']}, best validation accuracy "
         f"{100 * summary['best_val_accuracy']:.2f}%); results in {run_dir}")
+    if is_photo_dataset(config.dataset):
+        say(f"to score it on photos it never saw, in a folder laid out like these: "
+            f"{unseen_photos_command(config.dataset, run_dir)}")
     return summary
+
+
+def unseen_photos_command(dataset: str, run_dir: Path) -> str:
+    """The `classicnets evaluate` command that scores every photo of another folder (OTHER)."""
+    where = (["--dataset", f"{FOLDER_PREFIX}OTHER"] if dataset.startswith(FOLDER_PREFIX)
+             else ["--dataset", dataset, "--data-dir", "OTHER"])
+    return shlex.join(["classicnets", "evaluate", str(run_dir), *where, "--split", "all"])
 
 
 def diverged_message(loss: str, where: str, run_dir: Path, epochs_done: int, lr: float) -> str:
