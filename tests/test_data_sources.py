@@ -1,6 +1,6 @@
-"""One data path: every dataset is a source behind one build function (issue 13), the
-settings a source reads (issue 12 item 7), training images without variation (item 8),
-and values read from dataset files, bounded and typed as flags are (item 9)."""
+"""One data path: every dataset is a source behind one build function, the settings a
+source reads, training images without variation, and values read from dataset files,
+bounded and typed as flags are."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-# ----------------------------------------------------------------------------- structure (issue 13)
+# ----------------------------------------------------------------------------- structure
 
 def data_modules() -> dict[str, ast.Module]:
     return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(DATA_PACKAGE.glob("*.py"))}

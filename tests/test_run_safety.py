@@ -1,4 +1,4 @@
-"""Nothing lost, nothing trusted blindly (issue 12): a run directory survives failed
+"""Nothing lost, nothing trusted blindly: a run directory survives failed
 resumes, refused starts, a second process and SIGTERM; divergence shows in the validation
 loss too; files the tool reads are checked like flags.
 
