@@ -124,6 +124,8 @@ def test_mps_asked_for_without_an_apple_gpu_is_refused_in_one_sentence(monkeypat
 def test_mps_keeps_nchw_memory():
     assert channels_last_helps(torch.device("cpu")) and channels_last_helps(torch.device("cuda"))
     assert not channels_last_helps(torch.device("mps"))
+    config = build_config(None, {"model": "lenet5"})  # channels_last on by default
+    assert config.channels_last_on(torch.device("cpu")) and not config.channels_last_on(torch.device("mps"))
 
 
 class ShrinkingOnTheDevice(nn.Module):

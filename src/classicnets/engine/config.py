@@ -19,9 +19,12 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
 
 from ..files import atomic_write_bytes
 from ..data import AUGMENT_DEFAULTS, AUGMENT_KEYS, LOADERS, is_known_dataset, is_photo_dataset, unused_settings
@@ -152,6 +155,10 @@ class TrainConfig:
     tensorboard: bool = False  # event files in RUN_DIR/tensorboard (train/val curves, lr, hyperparameters)
     sync_bn: bool = False  # torchrun: batch-norm statistics over the global batch (SyncBatchNorm)
     dist_timeout_minutes: float = 10.0  # torchrun: a collective waiting longer than this fails the job
+
+    def channels_last_on(self, device: "torch.device") -> bool:
+        """Whether this run lays images and convolutions out NHWC on ``device`` (not on MPS)."""
+        return self.channels_last and devices.channels_last_helps(device)
 
     def bf16_on(self, device_type: str) -> bool:
         """Whether this run computes under bf16 autocast on a device of this type."""
